@@ -1,0 +1,12 @@
+//! How devices raise interrupts without knowing the hypervisor.
+
+use std::io;
+
+/// Delivers interrupts to the guest. The daemon implements this over KVM
+/// (`KVM_SIGNAL_MSI`, irqfds, `KVM_IRQ_LINE`); the `sim` crate records them.
+pub trait InterruptSink: Send + Sync {
+    /// Sends one message-signalled interrupt (an MSI or an MSI-X table entry).
+    fn send_msi(&self, address: u64, data: u32) -> io::Result<()>;
+    /// Sets a legacy (IOAPIC/PIC) interrupt line high or low.
+    fn set_irq_line(&self, irq: u32, level: bool) -> io::Result<()>;
+}

@@ -1,0 +1,11 @@
+//! Devices the daemon gives the guest: the PCI host bridge, virtio-pci block and
+//! network devices, the 8250 serial console and the i8042 reset line.
+//!
+//! Devices never talk to KVM directly. They are reached through [`bus::Bus`]
+//! (port I/O and MMIO dispatch by address range) and they raise interrupts through
+//! [`interrupt::InterruptSink`], which the daemon implements with KVM (MSI, irqfd,
+//! IRQ lines) and the `sim` crate implements in software. That split lets the same
+//! device code run under a real vCPU and under the simulated guest.
+
+pub mod bus;
+pub mod interrupt;

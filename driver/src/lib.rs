@@ -1,0 +1,1 @@
+//! The coLinux-rs monitor: guest memory, page tables, boot state and the KVM world switch.

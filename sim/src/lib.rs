@@ -1,0 +1,1 @@
+//! Software model of the world switch: a scripted guest, page walker and architectural checks.
