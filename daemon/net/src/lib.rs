@@ -3,10 +3,29 @@
 //!
 //! Each backend is a [`NetBackend`]; the virtio-net device in `colinux-devices`
 //! only ever sees this trait, so a backend can be swapped (or replaced by a
-//! loopback in tests) without touching the device.
+//! loopback in tests) without touching the device. [`open_backend`] builds the
+//! backend a `colinux.conf` `ethN=` entry asks for.
 
 use std::io;
 use std::os::fd::RawFd;
+
+mod checksum;
+mod config;
+mod error;
+mod netif;
+mod offload;
+mod packet;
+mod quiet;
+mod slirp;
+mod stats;
+mod tap;
+pub mod wire;
+
+pub use config::{open_backend, NicKind, NicSpec, Protocol, Redirection};
+pub use error::NetError;
+pub use packet::PacketBridge;
+pub use slirp::{slirp_version, SlirpBackend, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST};
+pub use tap::TapBackend;
 
 /// The largest frame a backend accepts or delivers: a 1500-byte MTU Ethernet
 /// frame with a VLAN tag (1518) rounded up; longer frames are counted and dropped.
@@ -16,6 +35,13 @@ pub const MIN_FRAME_LEN: usize = 14;
 
 /// Moves whole Ethernet frames (no virtio-net header) between the guest NIC and
 /// the outside world.
+///
+/// Reception is level-style: after [`NetBackend::ready_fd`] polls readable, call
+/// [`NetBackend::recv`] until it returns `Ok(None)`; a backend may hold frames
+/// internally (the bridge splits offloaded super-frames), so a device that stopped
+/// early for lack of guest buffers calls `recv` again once buffers arrive. After a
+/// fatal failure (TAP deleted, bridged interface gone) `send`/`recv` return errors
+/// and the ready descriptor goes quiet, so the guest keeps running without the NIC.
 pub trait NetBackend: Send {
     /// Sends one frame from the guest outward. A frame outside
     /// [`MIN_FRAME_LEN`]..=[`MAX_FRAME_LEN`] is dropped and counted, not an error.
@@ -40,4 +66,9 @@ pub struct NetStats {
     pub rx_frames: u64,
     /// Frames from outside dropped before reaching the guest.
     pub rx_dropped: u64,
+}
+
+/// True when `len` is a frame length every backend accepts in either direction.
+pub fn frame_len_ok(len: usize) -> bool {
+    (MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&len)
 }
