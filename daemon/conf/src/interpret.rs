@@ -265,8 +265,9 @@ impl Builder {
                     format!("{expected} (quote {what} containing commas)"),
                 ));
             }
-            let second = f.pop().filter(|_| f.len() == 1).filter(|s| !s.is_empty());
-            let first = f.swap_remove(0);
+            // split_fields always yields at least one field.
+            let first = f.remove(0);
+            let second = f.pop().filter(|s| !s.is_empty());
             if first.is_empty() {
                 return Err(bad(w, key, raw, expected));
             }

@@ -3,6 +3,7 @@
 //! are relative to.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -90,16 +91,20 @@ fn include(
             },
         )
     };
-    let meta = std::fs::metadata(&path).map_err(io_err)?;
-    if meta.is_dir() {
+    if std::fs::metadata(&path).map_err(io_err)?.is_dir() {
         return Err(io_err(std::io::Error::other("it is a directory")));
     }
-    if meta.len() > MAX_FILE_BYTES {
+    // Read through `take` so a device or pipe named by mistake cannot make us
+    // read forever.
+    let mut bytes = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(io_err(std::io::Error::other(format!(
             "larger than {MAX_FILE_BYTES} bytes; not a configuration file"
         ))));
     }
-    let bytes = std::fs::read(&path).map_err(io_err)?;
     let dir = Arc::new(
         path.parent()
             .map(Path::to_path_buf)
