@@ -7,5 +7,8 @@
 //! IRQ lines) and the `sim` crate implements in software. That split lets the same
 //! device code run under a real vCPU and under the simulated guest.
 
+pub mod block;
 pub mod bus;
 pub mod interrupt;
+pub mod pci;
+pub mod virtio;

@@ -1,0 +1,94 @@
+//! Virtio 1.x devices over the modern PCI transport.
+//!
+//! A [`VirtioDevice`] (block in [`blk`], network in [`net`]) knows only its
+//! queues and its configuration structure. [`pci::VirtioPciDevice`] wraps one
+//! into a PCI function: it owns feature negotiation, device status, queue setup,
+//! the common/notify/ISR/device/PCI-cfg capabilities and MSI-X, and decides when
+//! to interrupt the guest (once per batch of completions per queue, respecting
+//! `VIRTIO_F_EVENT_IDX`). Every chain a device touches goes through
+//! [`chain::parse`] first, so a hostile guest gets a dropped request or an error
+//! status, never a panic, a hang or an access outside its RAM.
+
+pub mod blk;
+pub mod chain;
+pub mod net;
+pub mod pci;
+
+use std::os::fd::RawFd;
+
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+
+/// Feature bit: the device follows virtio 1.x (always offered by the transport).
+pub const F_VERSION_1: u64 = 1 << 32;
+/// Feature bit: indirect descriptor tables.
+pub const F_RING_INDIRECT_DESC: u64 = 1 << 28;
+/// Feature bit: `used_event`/`avail_event` interrupt suppression.
+pub const F_RING_EVENT_IDX: u64 = 1 << 29;
+
+/// Virtio device type of a network card.
+pub const TYPE_NET: u16 = 1;
+/// Virtio device type of a block device.
+pub const TYPE_BLOCK: u16 = 2;
+
+/// What a device's queue handling produced: which queues got used entries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Completions(pub u64);
+
+impl Completions {
+    /// Marks queue `index` as having new used entries.
+    pub fn add(&mut self, index: usize) {
+        if index < 64 {
+            self.0 |= 1 << index;
+        }
+    }
+
+    /// Whether queue `index` has new used entries.
+    pub fn has(&self, index: usize) -> bool {
+        index < 64 && self.0 & (1 << index) != 0
+    }
+}
+
+/// A device model behind the virtio-pci transport.
+pub trait VirtioDevice: Send {
+    /// Virtio device type ([`TYPE_NET`], [`TYPE_BLOCK`]).
+    fn device_type(&self) -> u16;
+    /// PCI class code (`0xBBSSPP`).
+    fn pci_class(&self) -> u32;
+    /// Name for logs.
+    fn name(&self) -> String;
+    /// Device feature bits (the transport adds [`F_VERSION_1`]).
+    fn features(&self) -> u64;
+    /// Maximum size of each queue (powers of two); the length is the queue count.
+    fn queue_max_sizes(&self) -> Vec<u16>;
+    /// Reads the device-specific configuration structure.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes the device-specific configuration structure (ignored by default).
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// The driver set DRIVER_OK with these negotiated features.
+    fn activate(&mut self, _features: u64) {}
+    /// The driver reset the device.
+    fn reset(&mut self) {}
+    /// Services queue `index` after a doorbell; returns the queues with new used entries.
+    fn process_queue(
+        &mut self,
+        index: usize,
+        queues: &mut [Queue],
+        mem: &GuestMemoryMmap,
+    ) -> Completions;
+    /// A host descriptor whose readability means work (e.g. net rx frames).
+    fn backend_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// Services the backend; returns the queues with new used entries. `active`
+    /// is false before DRIVER_OK (or after an error): a device then drains its
+    /// backend and drops what it reads, so a level-triggered poll never spins.
+    fn process_backend(
+        &mut self,
+        _queues: &mut [Queue],
+        _mem: &GuestMemoryMmap,
+        _active: bool,
+    ) -> Completions {
+        Completions::default()
+    }
+}
