@@ -10,5 +10,6 @@
 pub mod block;
 pub mod bus;
 pub mod interrupt;
+pub mod legacy;
 pub mod pci;
 pub mod virtio;

@@ -120,6 +120,17 @@ pub enum IoEventAddress {
     Mmio(u64),
 }
 
+/// Which writes an ioeventfd reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataMatch {
+    /// Any write of any width.
+    Any,
+    /// Only 2-byte writes of this value (e.g. a virtio queue index).
+    U16(u16),
+    /// Only 4-byte writes of this value.
+    U32(u32),
+}
+
 /// One entry of the interrupt routing table (GSI → irqchip pin or MSI message).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GsiRoute {
@@ -176,20 +187,20 @@ pub trait Vm: Send + Sync {
     fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
     /// Undoes [`Vm::register_irqfd`].
     fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()>;
-    /// A guest write to `addr` (matching `datamatch` if given) signals `fd`
+    /// A guest write to `addr` (matching `datamatch`) signals `fd`
     /// instead of exiting to the monitor.
     fn register_ioevent(
         &self,
         fd: &EventFd,
         addr: IoEventAddress,
-        datamatch: Option<u32>,
+        datamatch: DataMatch,
     ) -> Result<()>;
     /// Undoes [`Vm::register_ioevent`].
     fn unregister_ioevent(
         &self,
         fd: &EventFd,
         addr: IoEventAddress,
-        datamatch: Option<u32>,
+        datamatch: DataMatch,
     ) -> Result<()>;
 }
 

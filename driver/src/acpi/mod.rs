@@ -1,0 +1,245 @@
+//! ACPI tables: how a stock kernel finds its CPUs, the IOAPIC, the PCI host
+//! bridge and a way to power off.
+//!
+//! Debian's cloud kernel is built without `CONFIG_X86_MPPARSE`, so the MP table
+//! alone gives it neither the IOAPIC nor more than one CPU; ACPI does. The tables
+//! follow the hardware-reduced profile (as Firecracker and cloud-hypervisor do):
+//! no SCI, no PM1 blocks; power off and reset go through the FADT sleep-control
+//! and reset registers, which are I/O ports served by the daemon.
+//!
+//! Layout in the BIOS area: RSDP, XSDT, FADT, MADT, DSDT, each 16-byte aligned.
+
+pub mod aml;
+
+use crate::layout::{IOAPIC_START, LAPIC_START, MMIO32_SIZE, MMIO32_START};
+
+/// Port of the FADT sleep-control register (the guest writes SLP_TYP|SLP_EN).
+pub const SLEEP_CONTROL_PORT: u16 = 0x600;
+/// Port of the FADT sleep-status register.
+pub const SLEEP_STATUS_PORT: u16 = 0x601;
+/// Port of the FADT reset register.
+pub const RESET_PORT: u16 = 0x602;
+/// Value the guest writes to [`RESET_PORT`] to reset.
+pub const RESET_VALUE: u8 = 0x1;
+/// The `_S5_` sleep type: a write of `(S5_SLEEP_TYPE << 2) | SLP_EN` powers off.
+pub const S5_SLEEP_TYPE: u8 = 5;
+/// Sleep-control SLP_EN bit.
+pub const SLEEP_ENABLE: u8 = 1 << 5;
+
+/// What the tables describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcpiConfig {
+    /// Number of vCPUs (APIC ids 0..n).
+    pub cpus: u8,
+    /// IOAPIC id.
+    pub ioapic_id: u8,
+    /// The 64-bit PCI MMIO window `(base, len)`, if any.
+    pub mmio64: Option<(u64, u64)>,
+}
+
+/// The built tables: one blob to copy at `base`, and the RSDP's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcpiTables {
+    /// Guest-physical address of the blob (and of the RSDP at its start).
+    pub base: u64,
+    /// The bytes.
+    pub blob: Vec<u8>,
+    /// Offsets of (signature, offset, length) of each table, for diagnostics.
+    pub tables: Vec<(String, usize, usize)>,
+}
+
+impl AcpiTables {
+    /// Address of the RSDP.
+    pub fn rsdp(&self) -> u64 {
+        self.base
+    }
+}
+
+const OEM_ID: &[u8; 6] = b"COLNUX";
+const OEM_TABLE_ID: &[u8; 8] = b"COLINUX ";
+
+fn checksum(bytes: &[u8]) -> u8 {
+    0u8.wrapping_sub(bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
+}
+
+/// A table with the standard 36-byte header; `body` follows it.
+fn sdt(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
+    let len = 36 + body.len();
+    let mut t = Vec::with_capacity(len);
+    t.extend_from_slice(signature);
+    t.extend_from_slice(&(len as u32).to_le_bytes());
+    t.push(revision);
+    t.push(0);
+    t.extend_from_slice(OEM_ID);
+    t.extend_from_slice(OEM_TABLE_ID);
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(b"CLRS");
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(body);
+    t[9] = checksum(&t);
+    t
+}
+
+/// A Generic Address Structure for a byte-wide I/O port.
+fn gas_io8(port: u16) -> [u8; 12] {
+    let mut g = [0u8; 12];
+    g[0] = 1; // SystemIO
+    g[1] = 8; // bit width
+    g[3] = 1; // byte access
+    g[4..12].copy_from_slice(&u64::from(port).to_le_bytes());
+    g
+}
+
+fn fadt(dsdt: u64) -> Vec<u8> {
+    const FLAGS_RESET_REG_SUP: u32 = 1 << 10;
+    const FLAGS_HW_REDUCED: u32 = 1 << 20;
+    const BOOT_ARCH_VGA_NOT_PRESENT: u16 = 1 << 2;
+    const BOOT_ARCH_NO_CMOS_RTC: u16 = 1 << 5;
+    let mut b = vec![0u8; 276 - 36];
+    let at = |off: usize| off - 36;
+    b[at(40)..at(44)].copy_from_slice(&(dsdt as u32).to_le_bytes());
+    b[at(109)..at(111)]
+        .copy_from_slice(&(BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_NO_CMOS_RTC).to_le_bytes());
+    b[at(112)..at(116)].copy_from_slice(&(FLAGS_RESET_REG_SUP | FLAGS_HW_REDUCED).to_le_bytes());
+    b[at(116)..at(128)].copy_from_slice(&gas_io8(RESET_PORT));
+    b[at(128)] = RESET_VALUE;
+    b[at(131)] = 0; // FADT minor version
+    b[at(140)..at(148)].copy_from_slice(&dsdt.to_le_bytes());
+    b[at(244)..at(256)].copy_from_slice(&gas_io8(SLEEP_CONTROL_PORT));
+    b[at(256)..at(268)].copy_from_slice(&gas_io8(SLEEP_STATUS_PORT));
+    b[at(268)..at(276)].copy_from_slice(b"COLINUX\0");
+    sdt(b"FACP", 6, &b)
+}
+
+fn madt(cfg: &AcpiConfig) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(LAPIC_START as u32).to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes()); // flags: no 8259 in use
+    for id in 0..cfg.cpus {
+        // Processor Local APIC: uid, APIC id, enabled.
+        b.extend_from_slice(&[0, 8, id, id]);
+        b.extend_from_slice(&1u32.to_le_bytes());
+    }
+    // I/O APIC at GSI base 0.
+    b.extend_from_slice(&[1, 12, cfg.ioapic_id, 0]);
+    b.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    // Local APIC NMI: all processors, LINT1.
+    b.extend_from_slice(&[4, 6, 0xff, 0, 0, 1]);
+    sdt(b"APIC", 5, &b)
+}
+
+fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
+    use aml::res;
+    let mut crs = Vec::new();
+    crs.extend(res::word_bus(0, 0));
+    crs.extend(res::io(0xcf8, 8));
+    crs.extend(res::word_io(0x0000, 0x0cf7));
+    crs.extend(res::word_io(0x0d00, 0xffff));
+    crs.extend(res::dword_memory(MMIO32_START as u32, MMIO32_SIZE as u32));
+    if let Some((base, len)) = cfg.mmio64 {
+        crs.extend(res::qword_memory(base, len));
+    }
+    crs.extend(res::end());
+    let mut pci = Vec::new();
+    pci.extend(aml::name("_HID", &aml::eisa_id("PNP0A03")));
+    pci.extend(aml::name("_ADR", &aml::integer(0)));
+    pci.extend(aml::name("_SEG", &aml::integer(0)));
+    pci.extend(aml::name("_UID", &aml::integer(0)));
+    pci.extend(aml::name("_BBN", &aml::integer(0)));
+    pci.extend(aml::name("_CRS", &aml::buffer(&crs)));
+    let mut body = aml::scope("\\_SB_", &aml::device("PCI0", &pci));
+    body.extend(aml::name(
+        "\\_S5_",
+        &aml::package(&[
+            aml::integer(S5_SLEEP_TYPE.into()),
+            aml::integer(0),
+            aml::integer(0),
+            aml::integer(0),
+        ]),
+    ));
+    sdt(b"DSDT", 2, &body)
+}
+
+fn rsdp(xsdt: u64) -> Vec<u8> {
+    let mut r = Vec::with_capacity(36);
+    r.extend_from_slice(b"RSD PTR ");
+    r.push(0);
+    r.extend_from_slice(OEM_ID);
+    r.push(2); // revision: ACPI 2.0+
+    r.extend_from_slice(&0u32.to_le_bytes()); // no RSDT
+    r.extend_from_slice(&36u32.to_le_bytes());
+    r.extend_from_slice(&xsdt.to_le_bytes());
+    r.extend_from_slice(&[0, 0, 0, 0]);
+    r[8] = checksum(&r[..20]);
+    r[32] = checksum(&r);
+    r
+}
+
+fn align16(v: usize) -> usize {
+    v.next_multiple_of(16)
+}
+
+/// Builds all tables for placement at `base` (16-byte aligned).
+pub fn build(cfg: &AcpiConfig, base: u64) -> AcpiTables {
+    let rsdp_len = 36;
+    let xsdt_off = align16(rsdp_len);
+    let xsdt_len = 36 + 2 * 8;
+    let fadt_off = align16(xsdt_off + xsdt_len);
+    let madt_off = align16(fadt_off + 276);
+    let madt_t = madt(cfg);
+    let dsdt_off = align16(madt_off + madt_t.len());
+    let dsdt_t = dsdt(cfg);
+    let fadt_t = fadt(base + dsdt_off as u64);
+    let mut xsdt_body = Vec::new();
+    xsdt_body.extend_from_slice(&(base + fadt_off as u64).to_le_bytes());
+    xsdt_body.extend_from_slice(&(base + madt_off as u64).to_le_bytes());
+    let xsdt_t = sdt(b"XSDT", 1, &xsdt_body);
+
+    let mut blob = vec![0u8; dsdt_off + dsdt_t.len()];
+    let mut tables = Vec::new();
+    for (name, off, t) in [
+        ("RSDP", 0, rsdp(base + xsdt_off as u64)),
+        ("XSDT", xsdt_off, xsdt_t),
+        ("FACP", fadt_off, fadt_t),
+        ("APIC", madt_off, madt_t),
+        ("DSDT", dsdt_off, dsdt_t),
+    ] {
+        blob[off..off + t.len()].copy_from_slice(&t);
+        tables.push((name.to_string(), off, t.len()));
+    }
+    AcpiTables { base, blob, tables }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
+    }
+
+    #[test]
+    fn checksums_and_pointers() {
+        let t = build(&AcpiConfig { cpus: 4, ioapic_id: 0, mmio64: Some((1 << 36, 1 << 34)) }, 0xe0000);
+        for (name, off, len) in &t.tables {
+            let b = &t.blob[*off..off + len];
+            if name == "RSDP" {
+                assert_eq!(sum(&b[..20]), 0);
+                assert_eq!(sum(b), 0);
+                let xsdt = u64::from_le_bytes(b[24..32].try_into().unwrap());
+                assert_eq!(xsdt, 0xe0000 + t.tables[1].1 as u64);
+            } else {
+                assert_eq!(sum(b), 0, "{name} checksum");
+                assert_eq!(&b[..4], name.as_bytes());
+                assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize, *len);
+            }
+        }
+        let (_, madt_off, madt_len) = &t.tables[3];
+        let lapics = t.blob[madt_off + 44..madt_off + madt_len]
+            .chunks(8)
+            .filter(|c| c[0] == 0 && c[1] == 8)
+            .count();
+        assert_eq!(lapics, 4);
+    }
+}

@@ -1,0 +1,6 @@
+//! Everything needed to start a kernel: CPU state, descriptor tables, the zero
+//! page, the kernel and initrd images.
+
+pub mod cpu;
+pub mod gdt;
+pub mod loader;

@@ -1,0 +1,376 @@
+//! The KVM backend of the [hypervisor abstraction](crate::hypervisor), on `kvm-ioctls`.
+//!
+//! `KVM_RUN` is the world switch: the host kernel saves the host context, enters the
+//! guest with hardware assistance (VT-x / AMD-V) and returns here on exits that need
+//! the monitor (port I/O, MMIO, shutdown, signals).
+
+mod probe;
+
+pub use probe::{probe_host, HostSupport};
+
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::{
+    kvm_irq_routing_entry, kvm_msi, kvm_pit_config, kvm_userspace_memory_region, CpuId,
+    KvmIrqRouting, Msrs, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_MAX_CPUID_ENTRIES,
+    KVM_PIT_SPEAKER_DUMMY, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
+use kvm_ioctls::{Cap, Kvm, NoDatamatch, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{GuestMemory, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::hypervisor::{
+    CpuIdEntry, DataMatch, FpuState, GsiRoute, Hypervisor, HypervisorError, IoEventAddress,
+    LapicState, MsrEntry, Result, SpecialRegisters, StandardRegisters, Vcpu, Vm, VmExit,
+};
+
+/// Guest-physical address KVM needs for the (Intel) TSS: three pages just below
+/// the 4 GiB boundary, inside the PCI hole where nothing else lives.
+pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
+
+/// The host's `/dev/kvm`.
+pub struct KvmHypervisor {
+    kvm: Kvm,
+}
+
+impl KvmHypervisor {
+    /// Opens `/dev/kvm` and checks the capabilities the monitor relies on.
+    pub fn new() -> Result<Self> {
+        let kvm = Kvm::new().map_err(|e| HypervisorError::op("open /dev/kvm", e))?;
+        for (cap, name) in [
+            (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+            (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+            (Cap::Pit2, "KVM_CAP_PIT2"),
+            (Cap::SignalMsi, "KVM_CAP_SIGNAL_MSI"),
+            (Cap::Irqfd, "KVM_CAP_IRQFD"),
+            (Cap::Ioeventfd, "KVM_CAP_IOEVENTFD"),
+            (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+        ] {
+            if !kvm.check_extension(cap) {
+                return Err(HypervisorError::Unsupported(format!(
+                    "/dev/kvm lacks {name}, which the monitor needs"
+                )));
+            }
+        }
+        Ok(Self { kvm })
+    }
+
+    /// How many vCPUs KVM recommends per VM.
+    pub fn max_vcpus(&self) -> usize {
+        self.kvm.get_max_vcpus()
+    }
+}
+
+impl Hypervisor for KvmHypervisor {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn create_vm(&self) -> Result<Arc<dyn Vm>> {
+        let fd = self
+            .kvm
+            .create_vm()
+            .map_err(|e| HypervisorError::op("KVM_CREATE_VM", e))?;
+        fd.set_tss_address(KVM_TSS_ADDRESS as usize)
+            .map_err(|e| HypervisorError::op("KVM_SET_TSS_ADDR", e))?;
+        Ok(Arc::new(KvmVm {
+            fd,
+            memory: Mutex::new(None),
+        }))
+    }
+
+    fn supported_cpuid(&self) -> Result<Vec<CpuIdEntry>> {
+        let cpuid = self
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| HypervisorError::op("KVM_GET_SUPPORTED_CPUID", e))?;
+        Ok(cpuid.as_slice().to_vec())
+    }
+}
+
+/// A KVM virtual machine.
+pub struct KvmVm {
+    fd: VmFd,
+    /// Keeps the guest RAM mapped for as long as KVM may touch it.
+    memory: Mutex<Option<GuestMemoryMmap>>,
+}
+
+impl Vm for KvmVm {
+    fn set_memory(&self, memory: &GuestMemoryMmap) -> Result<()> {
+        for (slot, region) in memory.iter().enumerate() {
+            let host = region
+                .get_host_address(vm_memory::MemoryRegionAddress(0))
+                .map_err(|e| HypervisorError::Unsupported(format!("guest region: {e}")))?;
+            let mr = kvm_userspace_memory_region {
+                slot: slot as u32,
+                flags: 0,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+            };
+            // SAFETY: the range [host, host + len) is a live mapping owned by
+            // `memory`; a clone of it is stored in `self.memory` below, so the
+            // mapping stays valid as long as this VM (and thus KVM's use of it).
+            unsafe { self.fd.set_user_memory_region(mr) }
+                .map_err(|e| HypervisorError::op("KVM_SET_USER_MEMORY_REGION", e))?;
+        }
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = Some(memory.clone());
+        Ok(())
+    }
+
+    fn create_irqchip(&self) -> Result<()> {
+        self.fd
+            .create_irq_chip()
+            .map_err(|e| HypervisorError::op("KVM_CREATE_IRQCHIP", e))
+    }
+
+    fn create_pit(&self) -> Result<()> {
+        let config = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        self.fd
+            .create_pit2(config)
+            .map_err(|e| HypervisorError::op("KVM_CREATE_PIT2", e))
+    }
+
+    fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>> {
+        let fd = self
+            .fd
+            .create_vcpu(id as u64)
+            .map_err(|e| HypervisorError::op("KVM_CREATE_VCPU", e))?;
+        Ok(Box::new(KvmVcpu { id, fd }))
+    }
+
+    fn signal_msi(&self, address: u64, data: u32) -> Result<()> {
+        let msi = kvm_msi {
+            address_lo: address as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        self.fd
+            .signal_msi(msi)
+            .map(|_| ())
+            .map_err(|e| HypervisorError::op("KVM_SIGNAL_MSI", e))
+    }
+
+    fn set_irq_line(&self, irq: u32, level: bool) -> Result<()> {
+        self.fd
+            .set_irq_line(irq, level)
+            .map_err(|e| HypervisorError::op("KVM_IRQ_LINE", e))
+    }
+
+    fn set_gsi_routes(&self, routes: &[GsiRoute]) -> Result<()> {
+        let mut table = KvmIrqRouting::new(0)
+            .map_err(|e| HypervisorError::Unsupported(format!("routing table: {e:?}")))?;
+        for route in routes {
+            let mut entry = kvm_irq_routing_entry::default();
+            match *route {
+                GsiRoute::Irqchip { gsi, chip, pin } => {
+                    entry.gsi = gsi;
+                    entry.type_ = KVM_IRQ_ROUTING_IRQCHIP;
+                    entry.u.irqchip.irqchip = chip;
+                    entry.u.irqchip.pin = pin;
+                }
+                GsiRoute::Msi { gsi, address, data } => {
+                    entry.gsi = gsi;
+                    entry.type_ = KVM_IRQ_ROUTING_MSI;
+                    entry.u.msi.address_lo = address as u32;
+                    entry.u.msi.address_hi = (address >> 32) as u32;
+                    entry.u.msi.data = data;
+                }
+            }
+            table
+                .push(entry)
+                .map_err(|e| HypervisorError::Unsupported(format!("routing table: {e:?}")))?;
+        }
+        self.fd
+            .set_gsi_routing(&table)
+            .map_err(|e| HypervisorError::op("KVM_SET_GSI_ROUTING", e))
+    }
+
+    fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {
+        self.fd
+            .register_irqfd(fd, gsi)
+            .map_err(|e| HypervisorError::op("KVM_IRQFD", e))
+    }
+
+    fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {
+        self.fd
+            .unregister_irqfd(fd, gsi)
+            .map_err(|e| HypervisorError::op("KVM_IRQFD (deassign)", e))
+    }
+
+    fn register_ioevent(
+        &self,
+        fd: &EventFd,
+        addr: IoEventAddress,
+        datamatch: DataMatch,
+    ) -> Result<()> {
+        let addr = kvm_addr(addr);
+        match datamatch {
+            DataMatch::Any => self.fd.register_ioevent(fd, &addr, NoDatamatch),
+            DataMatch::U16(v) => self.fd.register_ioevent(fd, &addr, v),
+            DataMatch::U32(v) => self.fd.register_ioevent(fd, &addr, v),
+        }
+        .map_err(|e| HypervisorError::op("KVM_IOEVENTFD", e))
+    }
+
+    fn unregister_ioevent(
+        &self,
+        fd: &EventFd,
+        addr: IoEventAddress,
+        datamatch: DataMatch,
+    ) -> Result<()> {
+        let addr = kvm_addr(addr);
+        match datamatch {
+            DataMatch::Any => self.fd.unregister_ioevent(fd, &addr, NoDatamatch),
+            DataMatch::U16(v) => self.fd.unregister_ioevent(fd, &addr, v),
+            DataMatch::U32(v) => self.fd.unregister_ioevent(fd, &addr, v),
+        }
+        .map_err(|e| HypervisorError::op("KVM_IOEVENTFD (deassign)", e))
+    }
+}
+
+fn kvm_addr(addr: IoEventAddress) -> kvm_ioctls::IoEventAddress {
+    match addr {
+        IoEventAddress::Pio(a) => kvm_ioctls::IoEventAddress::Pio(a),
+        IoEventAddress::Mmio(a) => kvm_ioctls::IoEventAddress::Mmio(a),
+    }
+}
+
+/// A KVM vCPU.
+pub struct KvmVcpu {
+    id: u32,
+    fd: VcpuFd,
+}
+
+impl Vcpu for KvmVcpu {
+    fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn get_regs(&self) -> Result<StandardRegisters> {
+        self.fd
+            .get_regs()
+            .map_err(|e| HypervisorError::op("KVM_GET_REGS", e))
+    }
+
+    fn set_regs(&self, regs: &StandardRegisters) -> Result<()> {
+        self.fd
+            .set_regs(regs)
+            .map_err(|e| HypervisorError::op("KVM_SET_REGS", e))
+    }
+
+    fn get_sregs(&self) -> Result<SpecialRegisters> {
+        self.fd
+            .get_sregs()
+            .map_err(|e| HypervisorError::op("KVM_GET_SREGS", e))
+    }
+
+    fn set_sregs(&self, sregs: &SpecialRegisters) -> Result<()> {
+        self.fd
+            .set_sregs(sregs)
+            .map_err(|e| HypervisorError::op("KVM_SET_SREGS", e))
+    }
+
+    fn get_fpu(&self) -> Result<FpuState> {
+        self.fd
+            .get_fpu()
+            .map_err(|e| HypervisorError::op("KVM_GET_FPU", e))
+    }
+
+    fn set_fpu(&self, fpu: &FpuState) -> Result<()> {
+        self.fd
+            .set_fpu(fpu)
+            .map_err(|e| HypervisorError::op("KVM_SET_FPU", e))
+    }
+
+    fn set_msrs(&self, msrs: &[MsrEntry]) -> Result<()> {
+        let list = Msrs::from_entries(msrs)
+            .map_err(|e| HypervisorError::Unsupported(format!("MSR list: {e:?}")))?;
+        let written = self
+            .fd
+            .set_msrs(&list)
+            .map_err(|e| HypervisorError::op("KVM_SET_MSRS", e))?;
+        if written != msrs.len() {
+            let bad = msrs.get(written).map(|m| m.index).unwrap_or_default();
+            return Err(HypervisorError::Unsupported(format!(
+                "KVM_SET_MSRS accepted {written} of {} MSRs; MSR {bad:#x} was refused",
+                msrs.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn get_msrs(&self, indices: &[u32]) -> Result<Vec<MsrEntry>> {
+        let entries: Vec<MsrEntry> = indices
+            .iter()
+            .map(|&index| MsrEntry {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let mut list = Msrs::from_entries(&entries)
+            .map_err(|e| HypervisorError::Unsupported(format!("MSR list: {e:?}")))?;
+        let read = self
+            .fd
+            .get_msrs(&mut list)
+            .map_err(|e| HypervisorError::op("KVM_GET_MSRS", e))?;
+        Ok(list.as_slice()[..read].to_vec())
+    }
+
+    fn set_cpuid(&self, entries: &[CpuIdEntry]) -> Result<()> {
+        let cpuid = CpuId::from_entries(entries)
+            .map_err(|e| HypervisorError::Unsupported(format!("CPUID list: {e:?}")))?;
+        self.fd
+            .set_cpuid2(&cpuid)
+            .map_err(|e| HypervisorError::op("KVM_SET_CPUID2", e))
+    }
+
+    fn get_lapic(&self) -> Result<LapicState> {
+        self.fd
+            .get_lapic()
+            .map_err(|e| HypervisorError::op("KVM_GET_LAPIC", e))
+    }
+
+    fn set_lapic(&self, lapic: &LapicState) -> Result<()> {
+        self.fd
+            .set_lapic(lapic)
+            .map_err(|e| HypervisorError::op("KVM_SET_LAPIC", e))
+    }
+
+    fn run(&mut self) -> Result<VmExit<'_>> {
+        // The kvm_run page is mapped for the vCPU's lifetime; keep a raw pointer so
+        // the internal-error sub-code can be read while the exit borrows `fd`.
+        let run_page: *const kvm_bindings::kvm_run = self.fd.get_kvm_run();
+        match self.fd.run() {
+            Ok(exit) => Ok(match exit {
+                VcpuExit::IoIn(port, data) => VmExit::IoIn { port, data },
+                VcpuExit::IoOut(port, data) => VmExit::IoOut { port, data },
+                VcpuExit::MmioRead(addr, data) => VmExit::MmioRead { addr, data },
+                VcpuExit::MmioWrite(addr, data) => VmExit::MmioWrite { addr, data },
+                VcpuExit::Hlt => VmExit::Halt,
+                VcpuExit::Shutdown => VmExit::Shutdown,
+                VcpuExit::Intr => VmExit::Interrupted,
+                VcpuExit::SystemEvent(kind, _) if kind == KVM_SYSTEM_EVENT_RESET => VmExit::Reset,
+                VcpuExit::SystemEvent(kind, _) if kind == KVM_SYSTEM_EVENT_SHUTDOWN => {
+                    VmExit::Poweroff
+                }
+                VcpuExit::FailEntry(reason, _cpu) => VmExit::FailEntry { reason },
+                VcpuExit::InternalError => {
+                    // SAFETY: `run_page` points at the live kvm_run mapping, and KVM
+                    // filled its `internal` member for this exit reason.
+                    let suberror = unsafe { (*run_page).__bindgen_anon_1.internal.suberror };
+                    VmExit::InternalError { suberror }
+                }
+                other => VmExit::Unknown(format!("{other:?}")),
+            }),
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                Ok(VmExit::Interrupted)
+            }
+            Err(e) => Err(HypervisorError::op("KVM_RUN", e)),
+        }
+    }
+}
