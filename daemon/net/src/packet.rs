@@ -204,9 +204,27 @@ impl PacketBridge {
         )
     }
 
+    /// True while the socket is still bound to our interface: the kernel resets
+    /// a packet socket's index to -1 when its interface is unregistered. (Asking
+    /// the socket works whatever network namespace the caller is in.)
+    fn still_bound(&self) -> bool {
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: getsockname into a sockaddr_ll of the given size.
+        let rc = unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut sll as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        rc == 0 && sll.sll_ifindex == self.ifindex as i32
+    }
+
     /// An error from the socket: fatal once the interface is gone.
     fn on_error(&mut self, what: &str, e: io::Error) -> Option<io::Error> {
-        if !netif::index_exists(self.ifindex) {
+        if !self.still_bound() {
             return Some(self.fail(what, &e));
         }
         tracing::debug!(target: "colinux_net::bridge", interface = %self.ifname, "{what}: {e}");
