@@ -1,1 +1,10 @@
 //! colinux-daemon: reads colinux.conf, assembles the machine and serves the guest's devices.
+
+pub mod cli;
+pub mod image;
+
+/// Scenario capabilities this build implements (printed by
+/// `colinux-daemon --capabilities`; the harness skips scenarios that need
+/// anything missing). Each part adds its names as it lands: "boot", "cobd",
+/// "net-slirp", ...
+pub const CAPABILITIES: &[&str] = &[];

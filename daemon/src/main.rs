@@ -1,1 +1,65 @@
-fn main() {}
+//! `colinux-daemon`: reads the classic configuration words and `@file`s, then
+//! boots the VM (or, with an inspection option, prints what it parsed).
+
+use std::process::ExitCode;
+
+use colinux_conf::Config;
+use colinux_daemon::cli::{self, Cli, RunOptions};
+
+/// Exit status for configuration and usage errors.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_with_passthrough(std::env::args_os());
+    let options = cli.run_options();
+    cli::init_logging(options.verbosity);
+
+    if cli.capabilities {
+        println!("{}", serde_json::json!(colinux_daemon::CAPABILITIES));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(problem) = cli.usage_problem() {
+        eprintln!("colinux-daemon: {problem}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("colinux-daemon: configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.dump_config {
+        println!("{}", config.to_json_pretty());
+        return ExitCode::SUCCESS;
+    }
+    if cli.dump_conf {
+        print!("{}", config.to_conf_text());
+        return ExitCode::SUCCESS;
+    }
+    if cli.check {
+        let missing = cli::missing_files(&config);
+        for m in &missing {
+            eprintln!("colinux-daemon: missing {m}");
+        }
+        return if missing.is_empty() {
+            println!("configuration OK");
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_CONFIG)
+        };
+    }
+    boot(&config, &options)
+}
+
+/// Runs the VM and maps the outcome to the exit status.
+fn boot(config: &Config, options: &RunOptions) -> ExitCode {
+    let result = cli::boot_not_implemented(config, options);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("colinux-daemon: {e:#}.");
+            ExitCode::FAILURE
+        }
+    }
+}

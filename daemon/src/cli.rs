@@ -1,0 +1,307 @@
+//! The `colinux-daemon` command line: the classic options (`-d -k -p -t -v`,
+//! `@file`, configuration words) plus the new inspection options
+//! (`--dump-config`, `--dump-conf`, `--check`, `--capabilities`).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use colinux_conf::{ConfError, Config};
+
+/// Text shown after the option list in `--help`.
+const AFTER_HELP: &str = "\
+Configuration words (classic coLinux 0.7/0.8), in any order, mixed with @file:
+  kernel=FILE  initrd=FILE  mem=MiB  setcobd=async|sync
+  cobdN=FILE (N 0..31)   hdXN=:cobdN | hdXN=FILE   sdXN=...   cofsN=DIR
+  ethN=slirp[,MAC[,tcp:HOST:GUEST[:COUNT]/...]]   ethN=tuntap[,\"NAME\"[,MAC]]
+  ethN=pcap-bridge,\"NAME\"[,MAC[,promisc|nopromisc]]   ethN=ndis-bridge,...
+  ttysN=PORT[,\"PARAMS\"]  execN=PROGRAM[,\"ARGS\"]  cocon=COLSxROWS[xSCROLL]
+  cursor=0..100  color=FG,BG
+Every other word (root=/dev/cobd0 ro init=... --) goes to the guest kernel.
+
+Exit status: 0 success, 1 run-time failure, 2 configuration or usage error.";
+
+/// Parsed `colinux-daemon` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "colinux-daemon",
+    version,
+    about = "Cooperative Linux daemon: boots a Linux guest described by classic colinux.conf words",
+    override_usage = "colinux-daemon [-d] [-h] [-k] [-p pidfile] [-t console] [-v level] [words...] [@file]",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// Start without a console (detached).
+    #[arg(short = 'd')]
+    pub detach: bool,
+    /// Suppress the guest kernel's messages on the console.
+    #[arg(short = 'k')]
+    pub suppress_kernel_messages: bool,
+    /// Write the daemon's pid (the VM id consoles attach to) to this file.
+    #[arg(short = 'p', value_name = "PIDFILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Console to start: `nt` (text) or `fltk` (GUI) in the original.
+    #[arg(short = 't', value_name = "CONSOLE")]
+    pub console_type: Option<String>,
+    /// Verbosity 0 (errors only) .. 4 (trace); default 2 (info).
+    #[arg(short = 'v', value_name = "LEVEL", value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub verbosity: Option<u8>,
+    /// Obsolete coLinux 0.6 XML configuration (refused with advice).
+    #[arg(short = 'c', value_name = "XMLFILE", hide = true)]
+    pub xml_config: Option<PathBuf>,
+    /// Print the parsed configuration as pretty JSON on stdout and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+    /// Print the parsed configuration back as classic colinux.conf text and exit.
+    #[arg(long)]
+    pub dump_conf: bool,
+    /// Check the configuration and that the files it names exist, then exit.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the JSON list of scenario capabilities this build implements and exit.
+    #[arg(long)]
+    pub capabilities: bool,
+    /// Windows-only service options of the original (not available here).
+    #[arg(long = "install-service", hide = true, value_name = "NAME", num_args = 0..=1)]
+    pub install_service: Option<Option<String>>,
+    /// Windows-only (not available here).
+    #[arg(long = "remove-service", hide = true, value_name = "NAME", num_args = 0..=1)]
+    pub remove_service: Option<Option<String>>,
+    /// Windows-only (not available here).
+    #[arg(long = "remove-driver", hide = true)]
+    pub remove_driver: bool,
+    /// Configuration words and @file names (a `--` and what follows it go to
+    /// the guest kernel untouched).
+    #[arg(value_name = "WORDS", allow_hyphen_values = false)]
+    pub words: Vec<OsString>,
+}
+
+/// How the daemon should run the VM (everything on the command line that is
+/// not part of the VM configuration itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// `-d`: no console.
+    pub detach: bool,
+    /// `-k`: do not show the guest kernel's messages.
+    pub suppress_kernel_messages: bool,
+    /// `-p`: where to write the pid.
+    pub pidfile: Option<PathBuf>,
+    /// `-t`: which console to start.
+    pub console_type: Option<String>,
+    /// `-v`: 0 errors .. 4 trace.
+    pub verbosity: u8,
+}
+
+/// Default verbosity (info).
+pub const DEFAULT_VERBOSITY: u8 = 2;
+
+impl Cli {
+    /// Parses arguments (program name first). The first `--` and everything
+    /// after it bypass option parsing and reach the configuration words as
+    /// they are, so `colinux-daemon @x.conf -- single` gives the guest
+    /// `-- single`. Exits (status 2, or 0 for `--help`) on a usage error.
+    pub fn parse_with_passthrough<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        match Self::try_parse_with_passthrough(args) {
+            Ok(c) => c,
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// Like [`Cli::parse_with_passthrough`] but returns clap's error.
+    pub fn try_parse_with_passthrough<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let tail = match args.iter().skip(1).position(|a| a == "--") {
+            Some(i) => args.split_off(i + 1),
+            None => Vec::new(),
+        };
+        let mut cli = Self::try_parse_from(args)?;
+        cli.words.extend(tail);
+        Ok(cli)
+    }
+
+    /// The run options for the boot path.
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            detach: self.detach,
+            suppress_kernel_messages: self.suppress_kernel_messages,
+            pidfile: self.pidfile.clone(),
+            console_type: self.console_type.clone(),
+            verbosity: self.verbosity.unwrap_or(DEFAULT_VERBOSITY),
+        }
+    }
+
+    /// A usage problem that is not a configuration word problem (obsolete or
+    /// Windows-only options), as the message to print.
+    pub fn usage_problem(&self) -> Option<String> {
+        if let Some(xml) = &self.xml_config {
+            return Some(format!(
+                "`-c {}`: the XML configuration of coLinux 0.6 is obsolete; write the settings \
+                 as words (kernel=vmlinux cobd0=root.fs mem=256 eth0=slirp root=/dev/cobd0 ...) \
+                 in a file and run `colinux-daemon @file.conf`",
+                xml.display()
+            ));
+        }
+        if self.install_service.is_some() || self.remove_service.is_some() || self.remove_driver {
+            return Some(
+                "--install-service, --remove-service and --remove-driver are Windows-only; \
+                 on Linux run colinux-daemon from a systemd unit instead"
+                    .to_string(),
+            );
+        }
+        None
+    }
+
+    /// Parses the configuration words (and `@file`s) relative to the current
+    /// directory.
+    pub fn load_config(&self) -> Result<Config, ConfError> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        colinux_conf::parse_args(&self.words, &cwd)
+    }
+}
+
+/// Lists the files and directories the configuration names that are not
+/// there (kernel, initrd, cobd backing files, cofs directories, exec
+/// programs given with a path), one message each.
+pub fn missing_files(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut need = |what: String, p: &Path, dir: bool| match std::fs::metadata(p) {
+        Ok(m) if dir && !m.is_dir() => {
+            out.push(format!("{what}: `{}` is not a directory", p.display()))
+        }
+        Ok(m) if !dir && m.is_dir() => {
+            out.push(format!("{what}: `{}` is a directory", p.display()))
+        }
+        Ok(_) => {}
+        Err(e) => out.push(format!("{what}: `{}`: {e}", p.display())),
+    };
+    need("kernel".into(), &config.kernel.resolve(), false);
+    if let Some(i) = &config.initrd {
+        need("initrd".into(), &i.resolve(), false);
+    }
+    for d in &config.block_devices {
+        need(format!("cobd{}", d.index), &d.path.resolve(), false);
+    }
+    for s in &config.cofs {
+        need(format!("cofs{}", s.index), &s.path.resolve(), true);
+    }
+    for e in &config.exec {
+        if e.program.raw.contains('/') {
+            need(format!("exec{}", e.index), &e.program.resolve(), false);
+        }
+    }
+    out
+}
+
+/// Stand-in for the boot path until the VMM lands: says so and fails.
+pub fn boot_not_implemented(_config: &Config, _options: &RunOptions) -> anyhow::Result<()> {
+    anyhow::bail!("booting is not implemented in this build")
+}
+
+/// Sets up logging on stderr: `RUST_LOG` if set, else the `-v` level.
+pub fn init_logging(verbosity: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match verbosity {
+        0 => "error",
+        1 => "warn",
+        2 => "info",
+        3 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_with_passthrough(
+            std::iter::once("colinux-daemon").chain(args.iter().copied()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn classic_options_and_words() {
+        let c = parse(&[
+            "-d",
+            "-k",
+            "-p",
+            "/run/co.pid",
+            "-t",
+            "nt",
+            "-v",
+            "3",
+            "@a.conf",
+            "root=/dev/cobd0",
+            "ro",
+        ]);
+        assert_eq!(
+            c.run_options(),
+            RunOptions {
+                detach: true,
+                suppress_kernel_messages: true,
+                pidfile: Some("/run/co.pid".into()),
+                console_type: Some("nt".into()),
+                verbosity: 3,
+            }
+        );
+        assert_eq!(c.words, vec!["@a.conf", "root=/dev/cobd0", "ro"]);
+    }
+
+    #[test]
+    fn options_after_words_and_double_dash_passthrough() {
+        let c = parse(&["@a.conf", "-d", "ro", "--", "single", "-x", "--dump-config"]);
+        assert!(c.detach);
+        assert!(!c.dump_config);
+        assert_eq!(
+            c.words,
+            vec!["@a.conf", "ro", "--", "single", "-x", "--dump-config"]
+        );
+    }
+
+    #[test]
+    fn verbosity_range_is_checked() {
+        assert!(Cli::try_parse_with_passthrough(["colinux-daemon", "-v", "9"]).is_err());
+        assert_eq!(parse(&[]).run_options().verbosity, DEFAULT_VERBOSITY);
+    }
+
+    #[test]
+    fn xml_option_is_a_usage_problem() {
+        let msg = parse(&["-c", "default.colinux.xml"])
+            .usage_problem()
+            .unwrap();
+        assert!(
+            msg.contains("obsolete") && msg.contains("@file.conf"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_files_are_listed() {
+        let c = colinux_conf::parse_str(
+            "kernel=/nonexistent/vmlinux cobd0=/nonexistent/root.fs cofs0=/",
+            Path::new("t.conf"),
+            Path::new("/"),
+        )
+        .unwrap();
+        let m = missing_files(&c);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].starts_with("kernel: `/nonexistent/vmlinux`"), "{m:?}");
+        assert!(m[1].starts_with("cobd0:"), "{m:?}");
+    }
+}
