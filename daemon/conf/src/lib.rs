@@ -10,7 +10,9 @@
 //! - [`Config::to_conf_text`] — the model back as classic text;
 //! - [`Config::to_json_pretty`] — the `--dump-config` JSON;
 //! - [`ConfPath::resolve`] — where to open a path (relative paths are
-//!   relative to the directory of the file that named them).
+//!   relative to the directory of the file that named them);
+//! - [`Config::guest_mem_mib`], [`Config::initrd_share`],
+//!   [`NetDevice::effective_mac`] — the classic defaults the daemon applies.
 //!
 //! Errors ([`ConfError`]) name the file (or the command line), the line (or
 //! word position), the key and value at fault, and what was expected.
@@ -23,6 +25,7 @@ pub mod keys;
 pub mod lexer;
 pub mod model;
 pub mod net;
+pub mod policy;
 pub mod source;
 
 use std::ffi::OsStr;
@@ -36,6 +39,7 @@ pub use model::{
     ExecProgram, SerialPort,
 };
 pub use net::{MacAddr, NetDevice, NetKind, Protocol, Redirection};
+pub use policy::{guest_mem_mib, MemError};
 
 /// The kernel file used when no `kernel=` is given (classic default).
 pub const DEFAULT_KERNEL: &str = "vmlinux";
