@@ -250,16 +250,11 @@ mod tests {
             "root=/dev/cobd0",
             "ro",
         ]);
-        assert_eq!(
-            c.run_options(),
-            RunOptions {
-                detach: true,
-                suppress_kernel_messages: true,
-                pidfile: Some("/run/co.pid".into()),
-                console_type: Some("nt".into()),
-                verbosity: 3,
-            }
-        );
+        let o = c.run_options();
+        assert!(o.detach && o.suppress_kernel_messages);
+        assert_eq!(o.pidfile.as_deref(), Some(Path::new("/run/co.pid")));
+        assert_eq!(o.console_type.as_deref(), Some("nt"));
+        assert_eq!(o.verbosity, 3);
         assert_eq!(c.words, vec!["@a.conf", "root=/dev/cobd0", "ro"]);
     }
 
