@@ -202,7 +202,7 @@ pub fn missing_files(config: &Config) -> Vec<String> {
 
 /// Stand-in for the boot path until the VMM lands: says so and fails.
 pub fn boot_not_implemented(_config: &Config, _options: &RunOptions) -> anyhow::Result<()> {
-    anyhow::bail!("booting is not implemented in this build")
+    anyhow::bail!("booting is not implemented in this build.")
 }
 
 /// Sets up logging on stderr: `RUST_LOG` if set, else the `-v` level.

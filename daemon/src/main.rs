@@ -58,7 +58,7 @@ fn boot(config: &Config, options: &RunOptions) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("colinux-daemon: {e:#}.");
+            eprintln!("colinux-daemon: {e:#}");
             ExitCode::FAILURE
         }
     }
