@@ -61,10 +61,16 @@ where
 
 /// Parses one configuration file (as `colinux-daemon @path` would).
 pub fn parse_file(path: &Path) -> Result<Config, ConfError> {
-    let mut arg = std::ffi::OsString::from("@");
-    arg.push(path.as_os_str());
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    parse_args([arg], &cwd)
+    let Some(text) = path.to_str() else {
+        return Err(ConfError::new(
+            Location::command_line(1),
+            ErrorKind::InvalidUtf8,
+        ));
+    };
+    let mut words = Vec::new();
+    let dir = source::include_path(text, &cwd, &Location::command_line(1), 0, &mut words)?;
+    interpret::build(words, Some(dir))
 }
 
 /// Parses configuration text held in memory. `name` is used in error

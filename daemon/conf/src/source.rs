@@ -70,8 +70,20 @@ fn include(
     depth: usize,
     out: &mut Vec<Word>,
 ) -> Result<Arc<PathBuf>, ConfError> {
+    include_path(&lexer::unquote(written), base, at, depth, out)
+}
+
+/// Reads the file `unquoted` (relative to `base`) and appends its words;
+/// returns the file's directory.
+pub fn include_path(
+    unquoted: &str,
+    base: &Path,
+    at: &Location,
+    depth: usize,
+    out: &mut Vec<Word>,
+) -> Result<Arc<PathBuf>, ConfError> {
     let err = |kind| ConfError::new(at.clone(), kind);
-    let unquoted = lexer::unquote(written);
+    let unquoted = unquoted.to_string();
     if unquoted.is_empty() {
         return Err(err(ErrorKind::EmptyInclude));
     }

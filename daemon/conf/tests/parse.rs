@@ -415,3 +415,16 @@ fn json_layout() {
     let back: Config = serde_json::from_value(v).unwrap();
     assert_eq!(back.to_conf_text(), c.to_conf_text());
 }
+
+#[test]
+fn parse_file_takes_the_name_literally() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("conf-literal");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("odd \"name\".conf");
+    std::fs::write(&f, "cobd0=root.fs\n").unwrap();
+    let c = colinux_conf::parse_file(&f).unwrap();
+    assert_eq!(c.block_devices[0].path.resolve(), dir.join("root.fs"));
+    assert_eq!(c.kernel.resolve(), dir.join("vmlinux"));
+    let e = colinux_conf::parse_file(&dir.join("absent.conf")).unwrap_err();
+    assert!(e.to_string().contains("absent.conf"), "{e}");
+}
