@@ -189,6 +189,14 @@ pub mod res {
         o
     }
 
+    /// An edge-triggered, active-high ISA interrupt (IRQNoFlags) on line `irq`.
+    pub fn irq(irq: u8) -> Vec<u8> {
+        let mask = 1u16 << (irq & 15);
+        let mut o = vec![0x22];
+        o.extend_from_slice(&mask.to_le_bytes());
+        o
+    }
+
     /// The end tag closing a template.
     pub fn end() -> Vec<u8> {
         vec![0x79, 0]

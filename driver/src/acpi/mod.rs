@@ -148,7 +148,18 @@ fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     pci.extend(aml::name("_UID", &aml::integer(0)));
     pci.extend(aml::name("_BBN", &aml::integer(0)));
     pci.extend(aml::name("_CRS", &aml::buffer(&crs)));
-    let mut body = aml::scope("\\_SB_", &aml::device("PCI0", &pci));
+    // COM1, so the kernel maps ISA IRQ 4 through the IOAPIC (with no 8259 in a
+    // hardware-reduced platform, only ACPI-described ISA interrupts get routed).
+    let mut com1_crs = res::io(0x3f8, 8);
+    com1_crs.extend(res::irq(4));
+    com1_crs.extend(res::end());
+    let mut com1 = Vec::new();
+    com1.extend(aml::name("_HID", &aml::eisa_id("PNP0501")));
+    com1.extend(aml::name("_UID", &aml::integer(0)));
+    com1.extend(aml::name("_CRS", &aml::buffer(&com1_crs)));
+    let mut sb = aml::device("PCI0", &pci);
+    sb.extend(aml::device("COM1", &com1));
+    let mut body = aml::scope("\\_SB_", &sb);
     body.extend(aml::name(
         "\\_S5_",
         &aml::package(&[

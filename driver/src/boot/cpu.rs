@@ -215,11 +215,21 @@ pub fn read_lapic(lapic: &LapicState, off: usize) -> u32 {
     lapic_reg(lapic, off)
 }
 
-/// Wires LINT0 as ExtINT (PIC interrupts, virtual wire mode) and LINT1 as NMI,
-/// as a PC BIOS leaves them.
+/// LVT mask bit.
+pub const APIC_LVT_MASKED: u32 = 1 << 16;
+
+/// Wires LINT0 as ExtINT (the 8259's output, virtual wire mode) and LINT1 as NMI.
+///
+/// LINT0 is left masked: with the IOAPIC described in ACPI the kernel never
+/// programs the (in-kernel) 8259, whose reset-state vectors must not reach the
+/// CPU; a kernel that falls back to PIC mode unmasks ExtINT itself.
 pub fn configure_lapic(lapic: &mut LapicState) {
     let lint0 = lapic_reg(lapic, APIC_LVT0);
-    set_lapic_reg(lapic, APIC_LVT0, (lint0 & !0x700) | (APIC_MODE_EXTINT << 8));
+    set_lapic_reg(
+        lapic,
+        APIC_LVT0,
+        (lint0 & !0x700) | (APIC_MODE_EXTINT << 8) | APIC_LVT_MASKED,
+    );
     let lint1 = lapic_reg(lapic, APIC_LVT1);
     set_lapic_reg(lapic, APIC_LVT1, (lint1 & !0x700) | (APIC_MODE_NMI << 8));
 }
@@ -297,9 +307,9 @@ mod tests {
     #[test]
     fn lapic_lints() {
         let mut l = LapicState { regs: [0; 1024] };
-        set_lapic_reg(&mut l, APIC_LVT0, 0x1_0700 | 0x20);
+        set_lapic_reg(&mut l, APIC_LVT0, 0x0400 | 0x20);
         configure_lapic(&mut l);
-        assert_eq!(read_lapic(&l, APIC_LVT0), 0x1_0700 | 0x20);
+        assert_eq!(read_lapic(&l, APIC_LVT0), APIC_LVT_MASKED | 0x0700 | 0x20);
         assert_eq!((read_lapic(&l, APIC_LVT1) >> 8) & 7, APIC_MODE_NMI);
     }
 

@@ -4,3 +4,4 @@
 pub mod cpu;
 pub mod gdt;
 pub mod loader;
+pub mod setup;

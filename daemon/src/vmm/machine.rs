@@ -1,0 +1,256 @@
+//! Assembling the machine: guest RAM, the kernel and its boot structures, the
+//! in-kernel irqchip and PIT, the legacy devices, the PCI bus, and the vCPUs.
+
+use std::os::unix::thread::JoinHandleExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use colinux_conf::Config;
+use colinux_devices::bus::Bus;
+use colinux_devices::interrupt::InterruptSink;
+use colinux_devices::legacy::i8042::I8042;
+use colinux_devices::legacy::power::AcpiPower;
+use colinux_devices::legacy::serial::SerialPort;
+use colinux_devices::legacy::{PowerEvent, PowerSink};
+use colinux_devices::pci::{MmioWindow, PciConfigIo, PciMmio, PciRoot};
+use colinux_driver::acpi;
+use colinux_driver::boot::setup::{configure_vcpu, prepare_guest, BootImages};
+use colinux_driver::hypervisor::{Hypervisor, Vcpu, Vm};
+use colinux_driver::kvm::KvmHypervisor;
+use colinux_driver::layout::{MemoryLayout, MMIO32_SIZE, MMIO32_START};
+use vm_memory::GuestMemoryMmap;
+
+use super::console::ConsoleOut;
+use super::interrupts::VmInterrupts;
+use super::vcpu::{self, MachineEvent, VcpuContext};
+use crate::cli::RunOptions;
+
+/// COM1.
+pub const COM1_PORT: u64 = 0x3f8;
+/// COM1's ISA interrupt.
+pub const COM1_IRQ: u32 = 4;
+/// The i8042 data port (the range runs to the command port 0x64).
+pub const I8042_PORT: u64 = 0x60;
+/// PCI configuration mechanism #1.
+pub const PCI_CONFIG_PORT: u64 = 0xcf8;
+
+/// What to build, resolved from the configuration and the options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineSpec {
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// Number of vCPUs.
+    pub cpus: u32,
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// The initrd.
+    pub initrd: Option<PathBuf>,
+    /// The complete kernel command line.
+    pub cmdline: String,
+}
+
+impl MachineSpec {
+    /// Resolves `config` + `options` (default memory, command line rules).
+    pub fn from_config(config: &Config, options: &RunOptions) -> Result<Self> {
+        let kernel = config.kernel.resolve();
+        if !kernel.is_file() {
+            bail!("kernel={}: no such file", kernel.display());
+        }
+        let initrd = config.initrd.as_ref().map(|p| p.resolve());
+        if let Some(i) = &initrd {
+            if !i.is_file() {
+                bail!("initrd={}: no such file", i.display());
+            }
+        }
+        Ok(Self {
+            mem_mib: config.mem_mib.unwrap_or_else(super::default_mem_mib),
+            cpus: options.cpus.max(1),
+            kernel,
+            initrd,
+            cmdline: super::cmdline::build(
+                &config.kernel_cmdline,
+                options.suppress_kernel_messages,
+            ),
+        })
+    }
+}
+
+/// The assembled machine, before its vCPUs run.
+pub struct Machine {
+    /// The VM.
+    pub vm: Arc<dyn Vm>,
+    /// Guest RAM.
+    pub memory: GuestMemoryMmap,
+    /// The serial console (host input goes here).
+    pub serial: Arc<Mutex<SerialPort<ConsoleOut>>>,
+    /// The PCI bus.
+    pub pci: Arc<Mutex<PciRoot>>,
+    /// Port I/O devices.
+    pub pio: Bus,
+    /// MMIO devices.
+    pub mmio: Bus,
+    vcpus: Vec<Box<dyn Vcpu>>,
+    events: Sender<MachineEvent>,
+}
+
+impl Machine {
+    /// Builds the machine on KVM; power events and vCPU ends go to `events`.
+    pub fn build(
+        spec: &MachineSpec,
+        events: Sender<MachineEvent>,
+        out: ConsoleOut,
+    ) -> Result<Self> {
+        let hv = KvmHypervisor::new().context("opening KVM")?;
+        Self::build_on(&hv, spec, events, out)
+    }
+
+    /// Builds the machine on any hypervisor backend.
+    pub fn build_on(
+        hv: &dyn Hypervisor,
+        spec: &MachineSpec,
+        events: Sender<MachineEvent>,
+        out: ConsoleOut,
+    ) -> Result<Self> {
+        let layout = MemoryLayout::new(spec.mem_mib)?;
+        let memory = layout.allocate()?;
+        let vm = hv.create_vm()?;
+        vm.set_memory(&memory)?;
+        vm.create_irqchip()?;
+        vm.create_pit()?;
+
+        let guest = prepare_guest(
+            &memory,
+            &layout,
+            &BootImages {
+                kernel: &spec.kernel,
+                initrd: spec.initrd.as_deref(),
+                cmdline: &spec.cmdline,
+            },
+            spec.cpus,
+        )?;
+        tracing::info!(
+            mem_mib = spec.mem_mib,
+            cpus = spec.cpus,
+            entry = format_args!("{:#x}", guest.entry),
+            cmdline = %spec.cmdline,
+            "guest prepared"
+        );
+
+        let irq: Arc<dyn InterruptSink> = Arc::new(VmInterrupts::new(vm.clone()));
+        let power: PowerSink = {
+            let events = Mutex::new(events.clone());
+            Arc::new(move |e: PowerEvent| {
+                let ev = match e {
+                    PowerEvent::Reset => MachineEvent::Reset,
+                    PowerEvent::Poweroff => MachineEvent::Poweroff,
+                };
+                let _ = events.lock().unwrap_or_else(|p| p.into_inner()).send(ev);
+            })
+        };
+        let serial = Arc::new(Mutex::new(SerialPort::new(irq.clone(), COM1_IRQ, out)));
+        let pci = Arc::new(Mutex::new(PciRoot::new(MmioWindow {
+            base: MMIO32_START,
+            size: MMIO32_SIZE,
+        })));
+
+        let mut pio = Bus::new();
+        pio.insert(serial.clone(), COM1_PORT, 8)?;
+        pio.insert(
+            Arc::new(Mutex::new(I8042::new(power.clone()))),
+            I8042_PORT,
+            5,
+        )?;
+        pio.insert(
+            Arc::new(Mutex::new(AcpiPower::new(
+                acpi::S5_SLEEP_TYPE,
+                acpi::RESET_VALUE,
+                power,
+            ))),
+            u64::from(acpi::SLEEP_CONTROL_PORT),
+            3,
+        )?;
+        pio.insert(
+            Arc::new(Mutex::new(PciConfigIo::new(pci.clone()))),
+            PCI_CONFIG_PORT,
+            8,
+        )?;
+        let mut mmio = Bus::new();
+        mmio.insert(
+            Arc::new(Mutex::new(PciMmio::new(pci.clone()))),
+            MMIO32_START,
+            MMIO32_SIZE,
+        )?;
+
+        let cpuid = hv.supported_cpuid()?;
+        let mut vcpus = Vec::new();
+        for id in 0..spec.cpus {
+            let vcpu = vm.create_vcpu(id)?;
+            configure_vcpu(vcpu.as_ref(), &memory, &cpuid, spec.cpus, &guest)
+                .with_context(|| format!("setting up vCPU {id}"))?;
+            vcpus.push(vcpu);
+        }
+        Ok(Self {
+            vm,
+            memory,
+            serial,
+            pci,
+            pio,
+            mmio,
+            vcpus,
+            events,
+        })
+    }
+
+    /// Starts one thread per vCPU.
+    pub fn start(&mut self, stop: Arc<AtomicBool>) -> Result<Vec<JoinHandle<()>>> {
+        let mut handles = Vec::new();
+        for vcpu in self.vcpus.drain(..) {
+            let ctx = VcpuContext {
+                vcpu,
+                pio: self.pio.clone(),
+                mmio: self.mmio.clone(),
+                memory: self.memory.clone(),
+                stop: stop.clone(),
+                events: self.events.clone(),
+            };
+            let id = ctx.vcpu.id();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("vcpu{id}"))
+                    .spawn(move || vcpu::run(ctx))
+                    .context("spawning a vCPU thread")?,
+            );
+        }
+        Ok(handles)
+    }
+}
+
+/// Stops the vCPU threads: sets `stop`, then kicks every thread still in
+/// `KVM_RUN` with the kick signal until all have returned (a kick that lands
+/// just before `KVM_RUN` is repeated), and joins them.
+pub fn stop_vcpus(stop: &AtomicBool, handles: Vec<JoinHandle<()>>) {
+    stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let running: Vec<&JoinHandle<()>> = handles.iter().filter(|h| !h.is_finished()).collect();
+        if running.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for h in running {
+            // SAFETY: the pthread handle is valid while the JoinHandle is alive
+            // and the thread has not been joined.
+            unsafe { libc::pthread_kill(h.as_pthread_t(), vcpu::kick_signal()) };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for h in handles {
+        if h.is_finished() {
+            let _ = h.join();
+        }
+    }
+}

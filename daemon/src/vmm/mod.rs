@@ -1,0 +1,162 @@
+//! The virtual machine monitor loop: assemble the machine from a
+//! [`colinux_conf::Config`], boot the kernel on KVM, serve its devices and end
+//! cleanly.
+//!
+//! Ending: guest `poweroff` (ACPI S5 through the FADT sleep-control port) and
+//! guest `reboot` (ACPI reset register, i8042 0xFE, or a KVM reset event) both
+//! end the daemon with status 0 and a message — classic coLinux rebooted in the
+//! same daemon, but here the harness and service managers restart it instead.
+//! SIGINT/SIGTERM stop the guest and exit 0. A triple fault or an exit the
+//! daemon cannot handle ends it with an error carrying the registers and a
+//! disassembly of the code at RIP.
+
+pub mod cmdline;
+pub mod console;
+pub mod diagnostics;
+pub mod interrupts;
+pub mod machine;
+pub mod vcpu;
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use colinux_conf::Config;
+use colinux_driver::kvm::probe_host;
+
+use crate::cli::RunOptions;
+pub use machine::MachineSpec;
+pub use vcpu::MachineEvent;
+
+/// How the guest ended, for a successful run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestEnd {
+    /// The guest powered off.
+    Poweroff,
+    /// The guest rebooted (the daemon exits instead of booting again).
+    Reboot,
+    /// A signal stopped the guest.
+    Signal(i32),
+}
+
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_stop_signal(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    SIGNALLED.store(sig, Ordering::SeqCst);
+}
+
+/// Default guest RAM: a quarter of host RAM, leaving the host at least 256 MiB.
+pub fn default_mem_mib() -> u64 {
+    let host_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(1 << 20);
+    let host_mib = host_kib / 1024;
+    (host_mib / 4)
+        .min(host_mib.saturating_sub(256))
+        .max(colinux_driver::layout::MIN_MEM_MIB)
+}
+
+/// Boots the guest described by `config` and serves it until it ends.
+pub fn run(config: &Config, options: &RunOptions) -> Result<GuestEnd> {
+    if let Some(why) = probe_host().explain() {
+        bail!("{why}");
+    }
+    let spec = MachineSpec::from_config(config, options)?;
+    if let Some(pidfile) = &options.pidfile {
+        std::fs::write(pidfile, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing the pid file {}", pidfile.display()))?;
+    }
+    let result = run_spec(&spec, options);
+    if let Some(pidfile) = &options.pidfile {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    result
+}
+
+/// Boots a machine from an explicit spec.
+pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        vmm_sys_util::signal::register_signal_handler(sig, on_stop_signal)
+            .map_err(|e| anyhow::anyhow!("installing a handler for signal {sig}: {e}"))?;
+    }
+    vcpu::install_kick_handler().context("installing the vCPU kick handler")?;
+
+    let (tx, rx) = mpsc::channel();
+    let out = console::ConsoleOut::default();
+    let mut m = machine::Machine::build(spec, tx.clone(), out.clone())?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = console::ticker(out.clone(), stop.clone());
+    let _raw = if !options.detach {
+        let serial = m.serial.clone();
+        console::spawn_input(
+            move |bytes| {
+                serial
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .enqueue_input(bytes)
+            },
+            stop.clone(),
+        );
+        Some(console::RawTerminal::enter())
+    } else {
+        None
+    };
+    let prev_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        console::restore_terminal();
+        prev_hook(info);
+    }));
+
+    let handles = m.start(stop.clone())?;
+    let event = loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(ev) => break ev,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let sig = SIGNALLED.swap(0, Ordering::SeqCst);
+                if sig != 0 {
+                    break MachineEvent::Signal(sig);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break MachineEvent::Fatal {
+                    vcpu: 0,
+                    report: "all vCPU threads ended without a reason".into(),
+                }
+            }
+        }
+    };
+    machine::stop_vcpus(&stop, handles);
+    ticker.join().ok();
+    out.flush_now();
+    drop(_raw);
+    console::restore_terminal();
+
+    match event {
+        MachineEvent::Poweroff => {
+            eprintln!("colinux-daemon: guest powered off");
+            Ok(GuestEnd::Poweroff)
+        }
+        MachineEvent::Reset => {
+            eprintln!(
+                "colinux-daemon: guest rebooted; the daemon exits (start it again to boot anew)"
+            );
+            Ok(GuestEnd::Reboot)
+        }
+        MachineEvent::Signal(sig) => {
+            eprintln!("colinux-daemon: stopped the guest on signal {sig}");
+            Ok(GuestEnd::Signal(sig))
+        }
+        MachineEvent::TripleFault { report, .. } | MachineEvent::Fatal { report, .. } => {
+            bail!("the guest stopped: {report}")
+        }
+    }
+}

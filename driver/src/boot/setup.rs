@@ -1,0 +1,176 @@
+//! Putting it together: everything written into guest memory before the first
+//! instruction, and the state every vCPU starts with.
+
+use std::path::Path;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::cpu::{boot_cpu_state, boot_fpu, boot_msrs, configure_lapic, vcpu_cpuid, BootCpuState, EntryMode};
+use super::loader::{
+    build_zero_page, load_cmdline, load_initrd, load_kernel, write_pvh_start_info, write_zero_page,
+    KernelEntry, LoadError, LoadedInitrd, ZeroPageConfig,
+};
+use crate::acpi::{self, AcpiConfig, AcpiTables};
+use crate::hypervisor::{CpuIdEntry, HypervisorError, Vcpu};
+use crate::layout::{MemoryLayout, BIOS_AREA_START, PAGE_TABLES_PAGES, PAGE_TABLES_START, ZERO_PAGE_START};
+use crate::paging::{self, PagingError, TableArea};
+
+/// Errors preparing the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// Loading an image failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The page tables could not be built.
+    #[error("boot page tables: {0}")]
+    Paging(#[from] PagingError),
+    /// Writing a boot structure failed.
+    #[error("writing {0} to guest memory failed")]
+    Write(&'static str),
+    /// The hypervisor refused a vCPU setting.
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    /// Too many vCPUs for the tables.
+    #[error("{0} vCPUs requested; 1 to 254 are supported")]
+    Cpus(u32),
+}
+
+/// What the boot images are.
+#[derive(Debug, Clone)]
+pub struct BootImages<'a> {
+    /// The kernel (bzImage or ELF vmlinux).
+    pub kernel: &'a Path,
+    /// The initrd, if any.
+    pub initrd: Option<&'a Path>,
+    /// The complete kernel command line.
+    pub cmdline: &'a str,
+}
+
+/// The prepared guest: how the boot vCPU starts, and what was placed where.
+#[derive(Debug, Clone)]
+pub struct PreparedGuest {
+    /// Entry mode and state of the boot vCPU (without its reset-time sregs merged).
+    pub entry_mode: EntryMode,
+    /// Entry point.
+    pub entry: u64,
+    /// Where the initrd went.
+    pub initrd: Option<LoadedInitrd>,
+    /// The ACPI tables.
+    pub acpi: AcpiTables,
+}
+
+/// The 64-bit PCI MMIO window: 64 GiB starting at the first 64 GiB boundary at or
+/// above the end of RAM.
+pub fn mmio64_window(layout: &MemoryLayout) -> (u64, u64) {
+    let ram_top = crate::layout::HIGH_RAM_START + layout.high_ram_size();
+    let base = ram_top.next_multiple_of(64 << 30);
+    (base, 64 << 30)
+}
+
+/// Loads kernel, initrd and command line, and writes the zero page (or PVH start
+/// info), ACPI tables, boot page tables and GDT into `mem`.
+pub fn prepare_guest(
+    mem: &GuestMemoryMmap,
+    layout: &MemoryLayout,
+    images: &BootImages<'_>,
+    cpus: u32,
+) -> Result<PreparedGuest, SetupError> {
+    if cpus == 0 || cpus > 254 {
+        return Err(SetupError::Cpus(cpus));
+    }
+    let kernel = load_kernel(mem, images.kernel)?;
+    let (max_cmdline, initrd_max) = match &kernel.entry {
+        KernelEntry::Linux64 { header, .. } => (
+            if header.cmdline_size == 0 { 255 } else { header.cmdline_size as usize },
+            u64::from(header.initrd_addr_max),
+        ),
+        KernelEntry::Pvh { .. } => (crate::layout::CMDLINE_MAX_SIZE as usize - 1, 0xffff_ffff),
+    };
+    load_cmdline(mem, images.cmdline, max_cmdline)?;
+    let initrd = match images.initrd {
+        Some(p) => Some(load_initrd(mem, layout, p, initrd_max, kernel.end)?),
+        None => None,
+    };
+    let acpi = acpi::build(
+        &AcpiConfig {
+            cpus: cpus as u8,
+            ioapic_id: 0,
+            mmio64: Some(mmio64_window(layout)),
+        },
+        BIOS_AREA_START,
+    );
+    mem.write_slice(&acpi.blob, GuestAddress(acpi.base))
+        .map_err(|_| SetupError::Write("ACPI tables"))?;
+    let e820 = layout.e820();
+    let (entry_mode, entry) = match kernel.entry {
+        KernelEntry::Linux64 { entry, header } => {
+            let zp = build_zero_page(&ZeroPageConfig {
+                header,
+                cmdline_len: images.cmdline.len(),
+                initrd,
+                e820: &e820,
+                rsdp: Some(acpi.rsdp()),
+            });
+            write_zero_page(mem, &zp)?;
+            let tables = paging::build(
+                &paging::boot_identity_map(),
+                TableArea {
+                    base: PAGE_TABLES_START,
+                    pages: PAGE_TABLES_PAGES,
+                },
+            )?;
+            for (addr, bytes) in tables.page_bytes() {
+                mem.write_slice(&bytes, GuestAddress(addr))
+                    .map_err(|_| SetupError::Write("page tables"))?;
+            }
+            (
+                EntryMode::Long64 {
+                    cr3: tables.cr3,
+                    zero_page: ZERO_PAGE_START,
+                },
+                entry,
+            )
+        }
+        KernelEntry::Pvh { entry } => {
+            let start_info = write_pvh_start_info(mem, &e820, initrd, Some(acpi.rsdp()))?;
+            (EntryMode::Pvh32 { start_info }, entry)
+        }
+    };
+    Ok(PreparedGuest {
+        entry_mode,
+        entry,
+        initrd,
+        acpi,
+    })
+}
+
+/// Configures vCPU `vcpu` (one of `count`): CPUID, MSRs, LAPIC LINT pins; the
+/// boot vCPU (id 0) also gets the entry state, GDT and FPU. Application
+/// processors stay in wait-for-SIPI; the kernel starts them.
+pub fn configure_vcpu(
+    vcpu: &dyn Vcpu,
+    mem: &GuestMemoryMmap,
+    supported_cpuid: &[CpuIdEntry],
+    count: u32,
+    guest: &PreparedGuest,
+) -> Result<Option<BootCpuState>, SetupError> {
+    let id = vcpu.id();
+    vcpu.set_cpuid(&vcpu_cpuid(supported_cpuid, id, count))?;
+    vcpu.set_msrs(&boot_msrs())?;
+    let mut lapic = vcpu.get_lapic()?;
+    configure_lapic(&mut lapic);
+    vcpu.set_lapic(&lapic)?;
+    if id != 0 {
+        return Ok(None);
+    }
+    let reset = vcpu.get_sregs()?;
+    let state = boot_cpu_state(guest.entry_mode, guest.entry, &reset);
+    mem.write_slice(&state.gdt_bytes(), GuestAddress(state.sregs.gdt.base))
+        .map_err(|_| SetupError::Write("GDT"))?;
+    mem.write_obj(0u64, GuestAddress(state.sregs.idt.base))
+        .map_err(|_| SetupError::Write("IDT"))?;
+    vcpu.set_sregs(&state.sregs)?;
+    vcpu.set_regs(&state.regs)?;
+    vcpu.set_fpu(&boot_fpu())?;
+    Ok(Some(state))
+}
