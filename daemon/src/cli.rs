@@ -3,6 +3,7 @@
 //! (`--dump-config`, `--dump-conf`, `--check`, `--capabilities`).
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
@@ -61,6 +62,9 @@ pub struct Cli {
     /// Print the JSON list of scenario capabilities this build implements and exit.
     #[arg(long)]
     pub capabilities: bool,
+    /// Number of virtual CPUs the guest gets (new; classic coLinux had one).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=254))]
+    pub cpus: u32,
     /// Windows-only service options of the original (not available here).
     #[arg(long = "install-service", hide = true, value_name = "NAME", num_args = 0..=1)]
     pub install_service: Option<Option<String>>,
@@ -90,6 +94,8 @@ pub struct RunOptions {
     pub console_type: Option<String>,
     /// `-v`: 0 errors .. 4 trace.
     pub verbosity: u8,
+    /// `--cpus`: number of vCPUs (0 is taken as 1).
+    pub cpus: u32,
 }
 
 /// Default verbosity (info).
@@ -135,6 +141,7 @@ impl Cli {
             pidfile: self.pidfile.clone(),
             console_type: self.console_type.clone(),
             verbosity: self.verbosity.unwrap_or(DEFAULT_VERBOSITY),
+            cpus: self.cpus,
         }
     }
 
@@ -205,6 +212,17 @@ pub fn boot_not_implemented(_config: &Config, _options: &RunOptions) -> anyhow::
     anyhow::bail!("booting is not implemented in this build.")
 }
 
+/// Writes `text` to stdout; a closed pipe (`colinux-daemon --dump-config |
+/// head`) is not an error worth a panic, so it is ignored.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// Sets up logging on stderr: `RUST_LOG` if set, else the `-v` level.
 pub fn init_logging(verbosity: u8) {
     use tracing_subscriber::EnvFilter;
@@ -219,6 +237,7 @@ pub fn init_logging(verbosity: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .try_init();

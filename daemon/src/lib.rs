@@ -2,9 +2,10 @@
 
 pub mod cli;
 pub mod image;
+pub mod vmm;
 
 /// Scenario capabilities this build implements (printed by
 /// `colinux-daemon --capabilities`; the harness skips scenarios that need
 /// anything missing). Each part adds its names as it lands: "boot", "cobd",
 /// "net-slirp", ...
-pub const CAPABILITIES: &[&str] = &[];
+pub const CAPABILITIES: &[&str] = &["boot"];

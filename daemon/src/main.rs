@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     cli::init_logging(options.verbosity);
 
     if cli.capabilities {
-        println!("{}", serde_json::json!(colinux_daemon::CAPABILITIES));
+        return emit(format!("{}\n", serde_json::json!(colinux_daemon::CAPABILITIES)));
         return ExitCode::SUCCESS;
     }
     if let Some(problem) = cli.usage_problem() {
@@ -30,11 +30,11 @@ fn main() -> ExitCode {
         }
     };
     if cli.dump_config {
-        println!("{}", config.to_json_pretty());
+        return emit(format!("{}\n", config.to_json_pretty()));
         return ExitCode::SUCCESS;
     }
     if cli.dump_conf {
-        print!("{}", config.to_conf_text());
+        return emit(config.to_conf_text());
         return ExitCode::SUCCESS;
     }
     if cli.check {
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             eprintln!("colinux-daemon: missing {m}");
         }
         return if missing.is_empty() {
-            println!("configuration OK");
+            return emit("configuration OK\n".to_string());
             ExitCode::SUCCESS
         } else {
             ExitCode::from(EXIT_CONFIG)
@@ -52,9 +52,20 @@ fn main() -> ExitCode {
     boot(&config, &options)
 }
 
+/// Prints an inspection result on stdout and gives the exit status.
+fn emit(text: String) -> ExitCode {
+    match cli::write_stdout(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("colinux-daemon: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the VM and maps the outcome to the exit status.
 fn boot(config: &Config, options: &RunOptions) -> ExitCode {
-    let result = cli::boot_not_implemented(config, options);
+    let result = colinux_daemon::vmm::run(config, options).map(|_| ());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
