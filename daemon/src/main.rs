@@ -15,8 +15,10 @@ fn main() -> ExitCode {
     cli::init_logging(options.verbosity);
 
     if cli.capabilities {
-        return emit(format!("{}\n", serde_json::json!(colinux_daemon::CAPABILITIES)));
-        return ExitCode::SUCCESS;
+        return emit(format!(
+            "{}\n",
+            serde_json::json!(colinux_daemon::CAPABILITIES)
+        ));
     }
     if let Some(problem) = cli.usage_problem() {
         eprintln!("colinux-daemon: {problem}");
@@ -31,11 +33,9 @@ fn main() -> ExitCode {
     };
     if cli.dump_config {
         return emit(format!("{}\n", config.to_json_pretty()));
-        return ExitCode::SUCCESS;
     }
     if cli.dump_conf {
         return emit(config.to_conf_text());
-        return ExitCode::SUCCESS;
     }
     if cli.check {
         let missing = cli::missing_files(&config);
@@ -43,8 +43,7 @@ fn main() -> ExitCode {
             eprintln!("colinux-daemon: missing {m}");
         }
         return if missing.is_empty() {
-            return emit("configuration OK\n".to_string());
-            ExitCode::SUCCESS
+            emit("configuration OK\n".to_string())
         } else {
             ExitCode::from(EXIT_CONFIG)
         };
@@ -65,7 +64,7 @@ fn emit(text: String) -> ExitCode {
 
 /// Runs the VM and maps the outcome to the exit status.
 fn boot(config: &Config, options: &RunOptions) -> ExitCode {
-    let result = colinux_daemon::vmm::run(config, options).map(|_| ());
+    let result = cli::boot_not_implemented(config, options);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
