@@ -209,6 +209,9 @@ mod tests {
 
     #[test]
     fn rejects_tiny_guests() {
-        assert!(matches!(MemoryLayout::new(4), Err(LayoutError::TooSmall { mib: 4, .. })));
+        assert!(matches!(
+            MemoryLayout::new(4),
+            Err(LayoutError::TooSmall { mib: 4, .. })
+        ));
     }
 }

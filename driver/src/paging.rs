@@ -185,7 +185,14 @@ impl Builder {
         self.pages.get_mut(&addr).expect("allocated table")
     }
 
-    fn map_page(&mut self, root: u64, va: u64, pa: u64, page: PageSize, access: Access) -> Result<(), PagingError> {
+    fn map_page(
+        &mut self,
+        root: u64,
+        va: u64,
+        pa: u64,
+        page: PageSize,
+        access: Access,
+    ) -> Result<(), PagingError> {
         let mut table = root;
         let leaf_level = page.level();
         for level in (leaf_level + 1..=4).rev() {
@@ -306,7 +313,14 @@ mod tests {
 
     #[test]
     fn boot_map_uses_six_pages() {
-        let t = build(&boot_identity_map(), TableArea { base: 0x9000, pages: 16 }).unwrap();
+        let t = build(
+            &boot_identity_map(),
+            TableArea {
+                base: 0x9000,
+                pages: 16,
+            },
+        )
+        .unwrap();
         assert_eq!(t.cr3, 0x9000);
         assert_eq!(t.pages.len(), 6);
         // PML4[0] -> PDPT, PDPT[3] -> a PD whose last entry maps 4 GiB - 2 MiB.
@@ -318,20 +332,50 @@ mod tests {
 
     #[test]
     fn rejects_bad_descriptions() {
-        let m = |virt, size, page| Mapping { virt, phys: 0, size, page, access: Access::default() };
-        let area = TableArea { base: 0x1000, pages: 8 };
-        assert!(matches!(build(&[m(0x1000, 0x1000, PageSize::Size2M)], area), Err(PagingError::Misaligned { .. })));
-        assert!(matches!(build(&[m(0x7fff_ffff_f000, 0x2000, PageSize::Size4K)], area), Err(PagingError::NonCanonical { .. })));
+        let m = |virt, size, page| Mapping {
+            virt,
+            phys: 0,
+            size,
+            page,
+            access: Access::default(),
+        };
+        let area = TableArea {
+            base: 0x1000,
+            pages: 8,
+        };
         assert!(matches!(
-            build(&[m(0, 0x1000, PageSize::Size4K), m(0, 0x1000, PageSize::Size4K)], area),
+            build(&[m(0x1000, 0x1000, PageSize::Size2M)], area),
+            Err(PagingError::Misaligned { .. })
+        ));
+        assert!(matches!(
+            build(&[m(0x7fff_ffff_f000, 0x2000, PageSize::Size4K)], area),
+            Err(PagingError::NonCanonical { .. })
+        ));
+        assert!(matches!(
+            build(
+                &[
+                    m(0, 0x1000, PageSize::Size4K),
+                    m(0, 0x1000, PageSize::Size4K)
+                ],
+                area
+            ),
             Err(PagingError::Overlap { virt: 0 })
         ));
         assert!(matches!(
-            build(&[m(0, 2 << 20, PageSize::Size2M), m(0x1000, 0x1000, PageSize::Size4K)], area),
+            build(
+                &[
+                    m(0, 2 << 20, PageSize::Size2M),
+                    m(0x1000, 0x1000, PageSize::Size4K)
+                ],
+                area
+            ),
             Err(PagingError::Overlap { .. })
         ));
         assert!(matches!(
-            build(&[m(0, 4 << 30, PageSize::Size2M)], TableArea { base: 0, pages: 3 }),
+            build(
+                &[m(0, 4 << 30, PageSize::Size2M)],
+                TableArea { base: 0, pages: 3 }
+            ),
             Err(PagingError::AreaExhausted { .. })
         ));
     }

@@ -232,7 +232,14 @@ mod tests {
 
     #[test]
     fn checksums_and_pointers() {
-        let t = build(&AcpiConfig { cpus: 4, ioapic_id: 0, mmio64: Some((1 << 36, 1 << 34)) }, 0xe0000);
+        let t = build(
+            &AcpiConfig {
+                cpus: 4,
+                ioapic_id: 0,
+                mmio64: Some((1 << 36, 1 << 34)),
+            },
+            0xe0000,
+        );
         for (name, off, len) in &t.tables {
             let b = &t.blob[*off..off + len];
             if name == "RSDP" {
@@ -243,7 +250,10 @@ mod tests {
             } else {
                 assert_eq!(sum(b), 0, "{name} checksum");
                 assert_eq!(&b[..4], name.as_bytes());
-                assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize, *len);
+                assert_eq!(
+                    u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize,
+                    *len
+                );
             }
         }
         let (_, madt_off, madt_len) = &t.tables[3];

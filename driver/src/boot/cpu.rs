@@ -292,7 +292,10 @@ mod tests {
     #[test]
     fn long_mode_state() {
         let s = boot_cpu_state(
-            EntryMode::Long64 { cr3: 0x9000, zero_page: 0x7000 },
+            EntryMode::Long64 {
+                cr3: 0x9000,
+                zero_page: 0x7000,
+            },
             0x100200,
             &SpecialRegisters::default(),
         );
@@ -316,8 +319,16 @@ mod tests {
     #[test]
     fn cpuid_topology() {
         let sup = vec![
-            CpuIdEntry { function: 1, ebx: 0xff00_0800, ..Default::default() },
-            CpuIdEntry { function: 0xb, index: 1, ..Default::default() },
+            CpuIdEntry {
+                function: 1,
+                ebx: 0xff00_0800,
+                ..Default::default()
+            },
+            CpuIdEntry {
+                function: 0xb,
+                index: 1,
+                ..Default::default()
+            },
         ];
         let c = vcpu_cpuid(&sup, 3, 4);
         assert_eq!(c[0].ebx >> 24, 3);

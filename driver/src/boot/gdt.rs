@@ -59,7 +59,10 @@ mod tests {
         assert_eq!(gdt_entry(CODE64_FLAGS, 0, 0xfffff), 0x00af_9b00_0000_ffff);
         assert_eq!(gdt_entry(DATA_FLAGS, 0, 0xfffff), 0x00cf_9300_0000_ffff);
         let cs = segment_from_gdt(gdt_entry(CODE64_FLAGS, 0, 0xfffff), 0x8);
-        assert_eq!((cs.l, cs.db, cs.type_, cs.limit, cs.s, cs.present), (1, 0, 0xb, 0xffff_ffff, 1, 1));
+        assert_eq!(
+            (cs.l, cs.db, cs.type_, cs.limit, cs.s, cs.present),
+            (1, 0, 0xb, 0xffff_ffff, 1, 1)
+        );
         let t = segment_from_gdt(gdt_entry(TSS_FLAGS, 0x1234_5678, 0x67), 0x18);
         assert_eq!((t.base, t.limit, t.g, t.s), (0x1234_5678, 0x67, 0, 0));
     }

@@ -345,7 +345,10 @@ mod tests {
         let p = build_zero_page(&ZeroPageConfig {
             header: synthesized_header(),
             cmdline_len: 10,
-            initrd: Some(LoadedInitrd { addr: 0x1000_0000, size: 0x1234 }),
+            initrd: Some(LoadedInitrd {
+                addr: 0x1000_0000,
+                size: 0x1234,
+            }),
             e820: &e820,
             rsdp: Some(0xe0000),
         });
@@ -372,7 +375,8 @@ mod tests {
         ));
         load_cmdline(&mem, "console=ttyS0", 2047).unwrap();
         let mut back = [0u8; 14];
-        mem.read_slice(&mut back, GuestAddress(CMDLINE_START)).unwrap();
+        mem.read_slice(&mut back, GuestAddress(CMDLINE_START))
+            .unwrap();
         assert_eq!(&back, b"console=ttyS0\0");
         let big = dir.join("big");
         std::fs::write(&big, vec![1u8; 70 << 20]).unwrap();

@@ -5,14 +5,18 @@ use std::path::Path;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::cpu::{boot_cpu_state, boot_fpu, boot_msrs, configure_lapic, vcpu_cpuid, BootCpuState, EntryMode};
+use super::cpu::{
+    boot_cpu_state, boot_fpu, boot_msrs, configure_lapic, vcpu_cpuid, BootCpuState, EntryMode,
+};
 use super::loader::{
     build_zero_page, load_cmdline, load_initrd, load_kernel, write_pvh_start_info, write_zero_page,
     KernelEntry, LoadError, LoadedInitrd, ZeroPageConfig,
 };
 use crate::acpi::{self, AcpiConfig, AcpiTables};
 use crate::hypervisor::{CpuIdEntry, HypervisorError, Vcpu};
-use crate::layout::{MemoryLayout, BIOS_AREA_START, PAGE_TABLES_PAGES, PAGE_TABLES_START, ZERO_PAGE_START};
+use crate::layout::{
+    MemoryLayout, BIOS_AREA_START, PAGE_TABLES_PAGES, PAGE_TABLES_START, ZERO_PAGE_START,
+};
 use crate::paging::{self, PagingError, TableArea};
 
 /// Errors preparing the guest.
@@ -81,7 +85,11 @@ pub fn prepare_guest(
     let kernel = load_kernel(mem, images.kernel)?;
     let (max_cmdline, initrd_max) = match &kernel.entry {
         KernelEntry::Linux64 { header, .. } => (
-            if header.cmdline_size == 0 { 255 } else { header.cmdline_size as usize },
+            if header.cmdline_size == 0 {
+                255
+            } else {
+                header.cmdline_size as usize
+            },
             u64::from(header.initrd_addr_max),
         ),
         KernelEntry::Pvh { .. } => (crate::layout::CMDLINE_MAX_SIZE as usize - 1, 0xffff_ffff),

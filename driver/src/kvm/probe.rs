@@ -25,7 +25,8 @@ pub enum HostSupport {
 impl HostSupport {
     /// One sentence for the user when the host cannot run a guest; `None` when ready.
     pub fn explain(&self) -> Option<String> {
-        const WAY: &str = "use `cargo xtask run`, which boots colinux inside a QEMU host VM that has nested KVM";
+        const WAY: &str =
+            "use `cargo xtask run`, which boots colinux inside a QEMU host VM that has nested KVM";
         match self {
             HostSupport::Ready => None,
             HostSupport::NoKvm(why) => Some(format!(
@@ -113,7 +114,11 @@ mod tests {
 
     fn facts(dev: bool, modules: &[&str], flags: bool) -> HostFacts {
         HostFacts {
-            dev_kvm: if dev { Ok(()) } else { Err("/dev/kvm: No such file".into()) },
+            dev_kvm: if dev {
+                Ok(())
+            } else {
+                Err("/dev/kvm: No such file".into())
+            },
             kvm_modules: modules.iter().map(|s| s.to_string()).collect(),
             cpu_has_vmx_or_svm: flags,
         }
@@ -121,12 +126,27 @@ mod tests {
 
     #[test]
     fn classifies_hosts() {
-        assert_eq!(facts(true, &["kvm", "kvm_pvm"], false).classify(), HostSupport::PvmOnly);
-        assert_eq!(facts(true, &["kvm", "kvm_amd"], true).classify(), HostSupport::Ready);
-        assert_eq!(facts(true, &["kvm", "kvm_intel"], false).classify(), HostSupport::Ready);
-        assert_eq!(facts(true, &["kvm"], false).classify(), HostSupport::NoHardwareVirt);
+        assert_eq!(
+            facts(true, &["kvm", "kvm_pvm"], false).classify(),
+            HostSupport::PvmOnly
+        );
+        assert_eq!(
+            facts(true, &["kvm", "kvm_amd"], true).classify(),
+            HostSupport::Ready
+        );
+        assert_eq!(
+            facts(true, &["kvm", "kvm_intel"], false).classify(),
+            HostSupport::Ready
+        );
+        assert_eq!(
+            facts(true, &["kvm"], false).classify(),
+            HostSupport::NoHardwareVirt
+        );
         assert_eq!(facts(true, &["kvm"], true).classify(), HostSupport::Ready);
-        assert!(matches!(facts(false, &["kvm_amd"], true).classify(), HostSupport::NoKvm(_)));
+        assert!(matches!(
+            facts(false, &["kvm_amd"], true).classify(),
+            HostSupport::NoKvm(_)
+        ));
     }
 
     #[test]
