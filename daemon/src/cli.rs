@@ -62,6 +62,9 @@ pub struct Cli {
     /// Print the JSON list of scenario capabilities this build implements and exit.
     #[arg(long)]
     pub capabilities: bool,
+    /// Number of virtual CPUs the guest gets (new; classic coLinux had one).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=254))]
+    pub cpus: u32,
     /// Windows-only service options of the original (not available here).
     #[arg(long = "install-service", hide = true, value_name = "NAME", num_args = 0..=1)]
     pub install_service: Option<Option<String>>,
@@ -91,6 +94,8 @@ pub struct RunOptions {
     pub console_type: Option<String>,
     /// `-v`: 0 errors .. 4 trace.
     pub verbosity: u8,
+    /// `--cpus`: number of vCPUs (0 is taken as 1).
+    pub cpus: u32,
 }
 
 /// Default verbosity (info).
@@ -136,6 +141,7 @@ impl Cli {
             pidfile: self.pidfile.clone(),
             console_type: self.console_type.clone(),
             verbosity: self.verbosity.unwrap_or(DEFAULT_VERBOSITY),
+            cpus: self.cpus,
         }
     }
 

@@ -64,7 +64,7 @@ fn emit(text: String) -> ExitCode {
 
 /// Runs the VM and maps the outcome to the exit status.
 fn boot(config: &Config, options: &RunOptions) -> ExitCode {
-    let result = cli::boot_not_implemented(config, options);
+    let result = colinux_daemon::vmm::run(config, options).map(|_| ());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
