@@ -143,3 +143,36 @@ fn deleted_tap_reports_errors_and_goes_quiet() {
         "a failed TAP must not keep waking the device"
     );
 }
+
+#[test]
+fn oversize_frames_from_the_host_are_counted_and_dropped() {
+    if !root_or_skip("oversize_frames_from_the_host_are_counted_and_dropped") {
+        return;
+    }
+    let ns = NetNs::new("tapbig");
+    let mut tap = tap_in(&ns, "coltap3");
+    // A jumbo MTU on the host side lets the kernel hand over frames longer
+    // than any guest NIC frame.
+    ns.ip(&["link", "set", "coltap3", "mtu", "9000"]);
+    ns.ip(&[
+        "neigh",
+        "add",
+        "192.0.2.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        "coltap3",
+    ]);
+    ns.enter(|| {
+        let s = std::net::UdpSocket::bind("192.0.2.1:0").unwrap();
+        s.send_to(&[0x5a; 4000], "192.0.2.2:9").unwrap();
+        s.send_to(b"small", "192.0.2.2:9").unwrap();
+    });
+    let got = wait_frame(&mut tap, T, |f| {
+        parse_ipv4(f).is_some_and(|ip| ip.proto == 17)
+    })
+    .expect("small datagram");
+    assert_eq!(&parse_ipv4(&got).unwrap().l4[8..], b"small");
+    assert!(got.len() <= colinux_net::MAX_FRAME_LEN);
+    assert_eq!(tap.stats().rx_dropped, 1, "{:?}", tap.stats());
+}
