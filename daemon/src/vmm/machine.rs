@@ -52,6 +52,8 @@ pub struct MachineSpec {
     pub initrd: Option<PathBuf>,
     /// The complete kernel command line.
     pub cmdline: String,
+    /// The configuration (its cobdN/ethN become PCI devices).
+    pub config: Config,
 }
 
 impl MachineSpec {
@@ -68,7 +70,7 @@ impl MachineSpec {
             }
         }
         Ok(Self {
-            mem_mib: config.mem_mib.unwrap_or_else(super::default_mem_mib),
+            mem_mib: config.guest_mem_mib(super::host_mem_mib())?,
             cpus: options.cpus.max(1),
             kernel,
             initrd,
@@ -76,6 +78,7 @@ impl MachineSpec {
                 &config.kernel_cmdline,
                 options.suppress_kernel_messages,
             ),
+            config: config.clone(),
         })
     }
 }
@@ -157,6 +160,8 @@ impl Machine {
             base: MMIO32_START,
             size: MMIO32_SIZE,
         })));
+
+        super::devices::add_devices(&spec.config, &pci, &memory, &irq)?;
 
         let mut pio = Bus::new();
         pio.insert(serial.clone(), COM1_PORT, 8)?;

@@ -12,6 +12,7 @@
 
 pub mod cmdline;
 pub mod console;
+pub mod devices;
 pub mod diagnostics;
 pub mod interrupts;
 pub mod machine;
@@ -47,8 +48,8 @@ extern "C" fn on_stop_signal(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut 
     SIGNALLED.store(sig, Ordering::SeqCst);
 }
 
-/// Default guest RAM: a quarter of host RAM, leaving the host at least 256 MiB.
-pub fn default_mem_mib() -> u64 {
+/// The host's RAM in MiB (from /proc/meminfo; 1 GiB if unreadable).
+pub fn host_mem_mib() -> u64 {
     let host_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -58,10 +59,7 @@ pub fn default_mem_mib() -> u64 {
                 .and_then(|v| v.parse::<u64>().ok())
         })
         .unwrap_or(1 << 20);
-    let host_mib = host_kib / 1024;
-    (host_mib / 4)
-        .min(host_mib.saturating_sub(256))
-        .max(colinux_driver::layout::MIN_MEM_MIB)
+    host_kib / 1024
 }
 
 /// Boots the guest described by `config` and serves it until it ends.
@@ -117,6 +115,8 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
     }));
 
     let handles = m.start(stop.clone())?;
+    let poller = (!spec.config.network.is_empty())
+        .then(|| devices::spawn_backend_poller(m.pci.clone(), stop.clone()));
     let event = loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(ev) => break ev,
@@ -136,6 +136,9 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
     };
     machine::stop_vcpus(&stop, handles);
     ticker.join().ok();
+    if let Some(p) = poller {
+        p.join().ok();
+    }
     out.flush_now();
     drop(_raw);
     console::restore_terminal();

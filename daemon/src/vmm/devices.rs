@@ -1,0 +1,129 @@
+//! The configuration's block and network devices as virtio-pci functions on the
+//! PCI bus, and the thread that feeds network frames from the host to them.
+//!
+//! `cobdN` becomes a virtio-blk device whose serial is `cobdN` (the guest init
+//! names `/dev/cobdN` from it); `ethN` becomes a virtio-net device on the host
+//! backend the entry names (slirp, tuntap, pcap-bridge/ndis-bridge).
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use colinux_conf::{Config, NetKind, Protocol};
+use colinux_devices::block::DiskImage;
+use colinux_devices::interrupt::InterruptSink;
+use colinux_devices::pci::PciRoot;
+use colinux_devices::virtio::blk::BlockDevice;
+use colinux_devices::virtio::net::NetDevice;
+use colinux_devices::virtio::pci::VirtioPciDevice;
+use colinux_net::{open_backend, NicKind, NicSpec};
+use vm_memory::GuestMemoryMmap;
+
+/// The classic MAC seed of a VM: what identifies it across runs (its kernel and
+/// root disk), so a derived MAC stays the same and the guest keeps its lease.
+pub fn vm_seed(config: &Config) -> String {
+    let disk = config
+        .block_devices
+        .first()
+        .map(|b| b.path.resolve().display().to_string())
+        .unwrap_or_default();
+    format!("{}|{}", config.kernel.resolve().display(), disk)
+}
+
+fn nic_spec(net: &colinux_conf::NetDevice, seed: &str) -> NicSpec {
+    let kind = match net.kind {
+        NetKind::Slirp => NicKind::Slirp,
+        NetKind::Tuntap => NicKind::TunTap,
+        NetKind::PcapBridge => NicKind::PcapBridge,
+        NetKind::NdisBridge => NicKind::NdisBridge,
+    };
+    let mut spec = NicSpec::new(kind, net.effective_mac(seed).0);
+    spec.host_interface = net.host_interface.clone();
+    spec.promiscuous = net.promiscuous.unwrap_or(true);
+    spec.redirections = net
+        .redirections
+        .iter()
+        .map(|r| colinux_net::Redirection {
+            protocol: match r.protocol {
+                Protocol::Tcp => colinux_net::Protocol::Tcp,
+                Protocol::Udp => colinux_net::Protocol::Udp,
+            },
+            host_port: r.host_port,
+            guest_port: r.guest_port,
+            count: r.count,
+        })
+        .collect();
+    spec
+}
+
+/// Adds every `cobdN` and `ethN` of `config` to `pci`.
+pub fn add_devices(
+    config: &Config,
+    pci: &Mutex<PciRoot>,
+    mem: &GuestMemoryMmap,
+    irq: &Arc<dyn InterruptSink>,
+) -> Result<()> {
+    let mut root = pci.lock().unwrap_or_else(|e| e.into_inner());
+    for b in &config.block_devices {
+        let path = b.path.resolve();
+        let image = DiskImage::open(&path, false).with_context(|| format!("cobd{}", b.index))?;
+        if image.read_only() {
+            eprintln!(
+                "colinux-daemon: cobd{}: {} is not writable; the guest gets it read-only",
+                b.index,
+                path.display()
+            );
+        }
+        let dev = BlockDevice::new(image, &format!("cobd{}", b.index));
+        let slot = root
+            .add_device(Box::new(VirtioPciDevice::new(dev, mem.clone(), irq.clone(), None)))
+            .with_context(|| format!("cobd{}", b.index))?;
+        tracing::info!(slot, "cobd{} = {}", b.index, path.display());
+    }
+    let seed = vm_seed(config);
+    for n in &config.network {
+        let spec = nic_spec(n, &seed);
+        let backend = open_backend(&spec).with_context(|| format!("eth{}={}", n.index, n.kind.keyword()))?;
+        let dev = NetDevice::new(backend, spec.mac);
+        let slot = root
+            .add_device(Box::new(VirtioPciDevice::new(dev, mem.clone(), irq.clone(), None)))
+            .with_context(|| format!("eth{}", n.index))?;
+        tracing::info!(slot, "eth{} = {}", n.index, n.kind.keyword());
+    }
+    Ok(())
+}
+
+/// Polls the devices' host descriptors (network receive) and lets each device
+/// service its backend when readable, until `stop` is set. The descriptor list
+/// is refreshed every round: a device with no guest buffers leaves it.
+pub fn spawn_backend_poller(pci: Arc<Mutex<PciRoot>>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let fds: Vec<(u8, RawFd)> = pci.lock().unwrap_or_else(|e| e.into_inner()).backend_fds();
+            if fds.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                continue;
+            }
+            let mut pfds: Vec<libc::pollfd> = fds
+                .iter()
+                .map(|&(_, fd)| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: `pfds` is a valid array of pollfd for the duration of the call.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
+            if n <= 0 {
+                continue;
+            }
+            for (p, &(slot, _)) in pfds.iter().zip(&fds) {
+                if p.revents != 0 {
+                    pci.lock().unwrap_or_else(|e| e.into_inner()).process_backend(slot);
+                }
+            }
+        }
+    })
+}
