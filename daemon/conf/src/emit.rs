@@ -68,3 +68,29 @@ impl Config {
         t
     }
 }
+
+impl Config {
+    /// Checks a model built by hand (e.g. by the harness from scenario data):
+    /// it must be what its own classic text parses back to. Errors name the
+    /// line of [`Config::to_conf_text`] at fault, or say what cannot be
+    /// expressed (a kernel command-line word that is itself a key).
+    pub fn validate(&self) -> Result<(), crate::ConfError> {
+        use std::path::Path;
+        let text = self.to_conf_text();
+        let name = Path::new("<generated colinux.conf>");
+        let back = crate::parse_str(&text, name, Path::new("."))?;
+        if back.to_json_pretty() != self.to_json_pretty() {
+            let line = text.lines().count();
+            return Err(crate::ConfError::new(
+                crate::Location::file(std::sync::Arc::new(name.to_path_buf()), line),
+                crate::ErrorKind::Missing {
+                    what: "the model does not survive its own classic text: check indices are \
+                           unique and sorted, bridge NICs have a name, and the kernel command \
+                           line holds no configuration key"
+                        .to_string(),
+                },
+            ));
+        }
+        Ok(())
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`parse_file`] — one file;
 //! - [`parse_str`] / [`parse_bytes`] — text from memory (tests, the harness);
 //! - [`Config::to_conf_text`] — the model back as classic text;
+//! - [`Config::validate`] — checks a model built by hand;
 //! - [`Config::to_json_pretty`] — the `--dump-config` JSON;
 //! - [`ConfPath::resolve`] — where to open a path (relative paths are
 //!   relative to the directory of the file that named them);

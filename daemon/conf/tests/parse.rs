@@ -428,3 +428,43 @@ fn parse_file_takes_the_name_literally() {
     let e = colinux_conf::parse_file(&dir.join("absent.conf")).unwrap_err();
     assert!(e.to_string().contains("absent.conf"), "{e}");
 }
+
+#[test]
+fn validate_hand_built_models() {
+    use colinux_conf::{BlockDevice, ConfPath, NetDevice};
+    let mut c = Config {
+        mem_mib: Some(128),
+        kernel_cmdline: "root=/dev/cobd0 ro".into(),
+        ..Config::default()
+    };
+    c.block_devices.push(BlockDevice {
+        index: 0,
+        path: ConfPath::new("root fs.img", None),
+        aliases: vec!["hda1".into()],
+    });
+    c.network.push(NetDevice {
+        index: 0,
+        kind: NetKind::Slirp,
+        mac: None,
+        host_interface: None,
+        redirections: vec![redir(Protocol::Tcp, 2222, 22, 1)],
+        promiscuous: None,
+        host_ip: None,
+    });
+    c.validate().unwrap();
+
+    let mut bad = c.clone();
+    bad.block_devices[0].index = 40;
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
+
+    let mut bad = c.clone();
+    bad.kernel_cmdline = "mem=64".into();
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("does not survive"), "{e}");
+
+    let mut bad = c;
+    bad.network[0].kind = NetKind::PcapBridge;
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("adapter name"), "{e}");
+}
