@@ -13,13 +13,13 @@ if need_nic nic 00:ff:c0:11:00:02; then
     net_mark UPLOAD-SHA "$(sha256sum /tmp/up.bin | cut -d' ' -f1)"
     sent=no
     i=0
-    while [ "$i" -lt 30 ]; do
-        if timeout 60 nc 192.0.2.1 9000 < /tmp/up.bin; then sent=yes; break; fi
+    while [ "$i" -lt 10 ]; do
+        if timeout 30 nc 192.0.2.1 9000 < /tmp/up.bin; then sent=yes; break; fi
         sleep 1; i=$((i + 1))
     done
     if [ "$sent" = yes ]; then check upload-sent PASS "$(wc -c < /tmp/up.bin) bytes to 192.0.2.1:9000"; else check upload-sent FAIL "nc 192.0.2.1 9000 never succeeded"; fi
     # The host pings us, then connects to :9001 to say it is done.
-    timeout 120 nc -l -p 9001 -e cat > /dev/null &
+    timeout 90 nc -l -p 9001 -e cat > /dev/null &
     ncpid=$!
     sleep 1
     net_mark PING-ME

@@ -6,6 +6,9 @@
 # pcap-bridge = AF_PACKET on lanbr). check: the LAN's lease file names the
 # guest's MAC.
 . /etc/colinux/host-lib.sh
+# The host VM's busybox sh runs its own applets before PATH binaries; the
+# iproute2 ip (tuntap, veth, netns) is /usr/sbin/ip.
+ip() { /usr/sbin/ip "$@"; }
 D=/run/colinux-lan
 GUEST_MAC=00:ff:c0:11:00:03
 inlan() { nsenter --net=/run/netns/lan "$@"; }
@@ -32,6 +35,17 @@ EOF
     ip -n lan addr add 198.51.100.1/24 dev lanpeer || ok=no
     ip -n lan link set lanpeer up || ok=no
     ip link set lanbr up || ok=no
+    if [ "$MONITOR" = qemu ]; then
+        # The inner QEMU's side of the bridge, as prepare.sh's colinux_bridge_tap
+        # names it (bridge br-lanbr, TAP cbr0); made here with iproute2 so that
+        # prepare.sh finds them in place.
+        ip link add br-lanbr type bridge || ok=no
+        ip link set lanbr master br-lanbr || ok=no
+        ip link set br-lanbr up || ok=no
+        ip tuntap add dev cbr0 mode tap || ok=no
+        ip link set cbr0 master br-lanbr || ok=no
+        ip link set cbr0 up || ok=no
+    fi
     inlan udhcpd "$D/udhcpd.conf" || ok=no
     inlan httpd -p 198.51.100.1:8080 -h /work || ok=no
     if [ "$ok" = yes ]; then

@@ -5,6 +5,9 @@
 # redirected port 127.0.0.1:17777 and expect our token echoed back, then send
 # the verdict to 127.0.0.1:17778 (second port of the range) for the guest.
 . /etc/colinux/host-lib.sh
+# The host VM's busybox sh runs its own applets before PATH binaries; the
+# iproute2 ip (tuntap, veth, netns) is /usr/sbin/ip.
+ip() { /usr/sbin/ip "$@"; }
 
 # wait_guest TEXT SECONDS: wait for TEXT in this boot's guest console log.
 wait_guest() {

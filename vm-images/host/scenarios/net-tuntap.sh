@@ -5,6 +5,9 @@
 # (192.0.2.2) once it says PING-ME. check: the upload's SHA-256 equals the one
 # the guest printed.
 . /etc/colinux/host-lib.sh
+# The host VM's busybox sh runs its own applets before PATH binaries; the
+# iproute2 ip (tuntap, veth, netns) is /usr/sbin/ip.
+ip() { /usr/sbin/ip "$@"; }
 
 wait_guest() {
     i=0
