@@ -216,3 +216,25 @@ fn vanished_interface_reports_errors_and_goes_quiet() {
     assert!(b.recv(&mut buf).is_err());
     assert!(!readable(b.ready_fd()));
 }
+
+#[test]
+fn constructor_opens_ndis_bridge_nopromisc() {
+    if !root_or_skip("constructor_opens_ndis_bridge_nopromisc") {
+        return;
+    }
+    let ns = lan();
+    let spec = colinux_net::NicSpec {
+        host_interface: Some("brport".into()),
+        promiscuous: false,
+        ..colinux_net::NicSpec::new(colinux_net::NicKind::NdisBridge, GUEST_MAC)
+    };
+    let mut b = ns.enter(move || colinux_net::open_backend(&spec).expect("open ndis-bridge"));
+    arp_and_ping(b.as_mut());
+    // A missing interface is a clear error naming it.
+    let bad = colinux_net::NicSpec {
+        host_interface: Some("nosuch0".into()),
+        ..colinux_net::NicSpec::new(colinux_net::NicKind::PcapBridge, GUEST_MAC)
+    };
+    let e = ns.enter(move || colinux_net::open_backend(&bad).err().expect("must fail"));
+    assert!(e.to_string().contains("nosuch0"), "{e}");
+}
