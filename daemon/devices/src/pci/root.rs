@@ -44,6 +44,11 @@ pub trait PciDevice: Send {
     }
     /// Does the work signalled by [`PciDevice::backend_fd`].
     fn process_backend(&mut self) {}
+    /// The concrete device, for callers that need its own API (e.g. changing
+    /// a NIC's link state): `dev.as_any_mut()?.downcast_mut::<T>()`.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 /// The guest-physical window where BARs are placed and decoded.

@@ -528,7 +528,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
     }
 }
 
-impl<D: VirtioDevice> PciDevice for VirtioPciDevice<D> {
+impl<D: VirtioDevice + 'static> PciDevice for VirtioPciDevice<D> {
     fn name(&self) -> String {
         self.device.name()
     }
@@ -607,5 +607,9 @@ impl<D: VirtioDevice> PciDevice for VirtioPciDevice<D> {
 
     fn process_backend(&mut self) {
         self.service_backend();
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
     }
 }

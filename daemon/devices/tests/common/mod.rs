@@ -4,6 +4,8 @@
 //! way Linux's virtio_pci_modern + virtio_ring do.
 #![allow(dead_code)]
 
+pub mod loopback;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
