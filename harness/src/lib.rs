@@ -1,1 +1,26 @@
 //! Boots a host VM under QEMU with nested KVM and runs coLinux scenarios inside it.
+//!
+//! - [`images`]: kernel, guest initramfs, rootfs.ext4, host initramfs (cached).
+//! - [`qemu`]: the QEMU bridge over std::process (command line, console, deadlines).
+//! - [`accel`]: KVM-or-TCG choice for the host VM, probed and cached.
+//! - [`scenario`], [`runner`], [`checks`], [`snapshot`], [`report`]: scenarios as data.
+//! - [`inner`]: the inner QEMU reference monitor derived from colinux.conf.
+//!
+//! The file protocol between the harness, the host VM and the guest is
+//! documented in vm-images/README.md.
+
+pub mod accel;
+pub mod checks;
+pub mod conf;
+pub mod daemon;
+pub mod guard;
+pub mod images;
+pub mod inner;
+pub mod paths;
+pub mod qemu;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod snapshot;
+pub mod util;
+pub mod workdisk;

@@ -1,1 +1,98 @@
-fn main() {}
+//! Project automation: `cargo xtask images | run | ci-boot | bench | ci`.
+
+mod bench;
+mod ci;
+mod ci_boot;
+mod run;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use colinux_harness::runner::Monitor;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "coLinux-rs automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Which inner monitor boots the guest.
+#[derive(Clone, Copy, ValueEnum, Debug)]
+enum MonitorArg {
+    Qemu,
+    Colinux,
+}
+
+impl From<MonitorArg> for Monitor {
+    fn from(m: MonitorArg) -> Self {
+        match m {
+            MonitorArg::Qemu => Monitor::Qemu,
+            MonitorArg::Colinux => Monitor::Colinux,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build (or reuse) kernel, guest initramfs, rootfs.ext4 and host initramfs.
+    Images,
+    /// Run the boot scenarios in nested VMs and report.
+    CiBoot {
+        /// Run only this scenario.
+        #[arg(long)]
+        only: Option<String>,
+        /// Inner monitor (default: qemu).
+        #[arg(long, value_enum, default_value = "qemu")]
+        monitor: MonitorArg,
+        /// Also write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Print every console line while running.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Boot a guest (default vm-images/default.conf) with its console on this terminal.
+    Run {
+        /// A colinux.conf (paths inside the host VM; cobd files on this machine are copied in).
+        conf: Option<PathBuf>,
+        /// Force the inner monitor.
+        #[arg(long, value_enum)]
+        monitor: Option<MonitorArg>,
+    },
+    /// Compare colinux with qemu on the same workload in the same host VM.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCmd,
+    },
+    /// Everything CI runs: fmt, clippy, nextest, images, ci-boot.
+    Ci,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    colinux_harness::guard::install_signal_handlers();
+    let cli = Cli::parse();
+    let r: Result<i32> = match cli.cmd {
+        Cmd::Images => ci_boot::images().map(|_| 0),
+        Cmd::CiBoot {
+            only,
+            monitor,
+            json,
+            verbose,
+        } => ci_boot::ci_boot(only.as_deref(), monitor.into(), json.as_deref(), verbose),
+        Cmd::Run { conf, monitor } => run::run(conf.as_deref(), monitor.map(Into::into)),
+        Cmd::Bench { what } => bench::bench(what),
+        Cmd::Ci => ci::ci(),
+    };
+    match r {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

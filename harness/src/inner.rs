@@ -1,0 +1,175 @@
+//! The inner QEMU reference monitor: the same devices the daemon gives, derived
+//! from the same colinux.conf, as a `qemu-system-x86_64 -accel kvm` argument list
+//! (run inside the host VM) plus the shell lines that must prepare the host VM's
+//! network interfaces before it starts.
+
+use crate::conf::{Conf, NetKind};
+
+/// Where the inner QEMU finds its firmware inside the host VM.
+pub const FIRMWARE_DIR: &str = "/usr/share/colinux-fw";
+
+/// An inner monitor invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InnerQemu {
+    /// argv, starting with the program name.
+    pub argv: Vec<String>,
+    /// Shell lines to run in the host VM before each boot (TAP/bridge set-up).
+    pub prepare: Vec<String>,
+}
+
+/// Default MAC for ethN when the conf gives none (classic coLinux used 00:FF:..).
+pub fn default_mac(index: u32) -> String {
+    format!("00:ff:c0:11:00:{index:02x}")
+}
+
+/// Build the inner QEMU for `conf`; `read_only(path)` says whether a cobd file
+/// is read-only (the host file is not writable).
+pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
+    let mut a: Vec<String> = Vec::new();
+    let mut prepare = Vec::new();
+    let mut p = |s: &str| a.push(s.to_string());
+    for s in [
+        "qemu-system-x86_64",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-machine",
+        "pc",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-L",
+        FIRMWARE_DIR,
+    ] {
+        p(s);
+    }
+    p("-m");
+    p(&conf.mem_mib.unwrap_or(128).to_string());
+    p("-kernel");
+    p(&conf.kernel);
+    if let Some(i) = &conf.initrd {
+        p("-initrd");
+        p(i);
+    }
+    let mut cmdline = conf.kernel_cmdline.clone();
+    let aliases: Vec<String> = conf
+        .block_devices
+        .iter()
+        .flat_map(|b| {
+            b.aliases
+                .iter()
+                .map(move |n| format!("{n}:cobd{}", b.index))
+        })
+        .collect();
+    if !aliases.is_empty() {
+        cmdline.push_str(&format!(" colinux.alias={}", aliases.join(",")));
+    }
+    p("-append");
+    p(cmdline.trim());
+    for b in &conf.block_devices {
+        let ro = if read_only(&b.path) {
+            ",readonly=on"
+        } else {
+            ""
+        };
+        p("-drive");
+        p(&format!(
+            "file={},if=none,id=cobd{},format=raw,cache=writeback{ro}",
+            b.path.replace(',', ",,"),
+            b.index
+        ));
+        p("-device");
+        p(&format!(
+            "virtio-blk-pci,drive=cobd{0},serial=cobd{0}",
+            b.index
+        ));
+    }
+    for n in &conf.network {
+        let id = format!("eth{}", n.index);
+        let mac = n.mac.clone().unwrap_or_else(|| default_mac(n.index));
+        let netdev = match n.kind {
+            NetKind::Slirp => {
+                let mut s = format!("user,id={id}");
+                for r in &n.redirections {
+                    for k in 0..r.count.max(1) {
+                        s.push_str(&format!(
+                            ",hostfwd={}::{}-:{}",
+                            r.protocol,
+                            r.host_port as u32 + k as u32,
+                            r.guest_port as u32 + k as u32
+                        ));
+                    }
+                }
+                s
+            }
+            NetKind::Tuntap => {
+                let ifname = n
+                    .host_interface
+                    .clone()
+                    .unwrap_or_else(|| format!("tap{}", n.index));
+                prepare.push(format!(
+                    "ip link show {ifname} >/dev/null 2>&1 || ip tuntap add dev {ifname} mode tap; ip link set {ifname} up"
+                ));
+                format!("tap,id={id},ifname={ifname},script=no,downscript=no")
+            }
+            NetKind::PcapBridge => {
+                // tap + bridge: a TAP joins a bridge that holds the named interface.
+                let iface = n
+                    .host_interface
+                    .clone()
+                    .unwrap_or_else(|| "eth0".to_string());
+                let tap = format!("cbr{}", n.index);
+                prepare.push(format!("colinux_bridge_tap {iface} {tap}"));
+                format!("tap,id={id},ifname={tap},script=no,downscript=no")
+            }
+        };
+        p("-netdev");
+        p(&netdev);
+        p("-device");
+        p(&format!("virtio-net-pci,netdev={id},mac={mac},romfile="));
+    }
+    InnerQemu { argv: a, prepare }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::parse;
+
+    #[test]
+    fn cobd_and_nics_map_to_virtio() {
+        let c = parse(
+            "kernel=/images/vmlinuz mem=96 cobd0=/work/a.img cobd1=/work/b.img hdb=:cobd1 \
+             eth0=slirp,,tcp:8080:80:2 eth1=tuntap,tap7,00:ff:00:00:00:07 console=ttyS0",
+        )
+        .unwrap();
+        let q = inner_qemu(&c, &|p| p.ends_with("a.img"));
+        let s = q.argv.join(" ");
+        assert!(
+            s.contains("file=/work/a.img,if=none,id=cobd0,format=raw,cache=writeback,readonly=on"),
+            "{s}"
+        );
+        assert!(
+            s.contains("file=/work/b.img,if=none,id=cobd1,format=raw,cache=writeback -device"),
+            "{s}"
+        );
+        assert!(s.contains("virtio-blk-pci,drive=cobd1,serial=cobd1"));
+        assert!(
+            s.contains("hostfwd=tcp::8080-:80,hostfwd=tcp::8081-:81"),
+            "{s}"
+        );
+        assert!(s.contains("mac=00:ff:c0:11:00:00"));
+        assert!(s.contains("tap,id=eth1,ifname=tap7"));
+        assert!(s.contains("console=ttyS0 colinux.alias=hdb:cobd1"), "{s}");
+        assert!(s.contains("-m 96"));
+        assert_eq!(q.prepare.len(), 1);
+    }
+}

@@ -1,0 +1,100 @@
+//! The work disk: the data exchange with the host VM. The harness fills a
+//! directory (conf, qemu.args, scenario.env, files), turns it into an ext4
+//! image with `mke2fs -d` (no mounts), the host VM mounts it at /work and
+//! writes results under /work/out, and the harness reads them back with
+//! debugfs after the VM ends.
+
+use crate::images::stage::mke2fs_d;
+use crate::scenario::WorkFile;
+use crate::util::sha256_file;
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// A generated work file and what it was when the run started.
+#[derive(Debug, Clone)]
+pub struct MadeFile {
+    /// Path on the outer host.
+    pub path: PathBuf,
+    /// SHA-256 before the run.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+fn random_fill(path: &Path, bytes: u64) -> Result<()> {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9e37_79b9_7f4a_7c15)
+        | 1;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut left = bytes;
+    while left > 0 {
+        // xorshift64*: fast, and fresh per run (the seed is the clock).
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        let v = seed.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        let n = left.min(8) as usize;
+        f.write_all(&v[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// Create `spec` in `dir`, copying built images from `image_path(name)`.
+pub fn make_file(
+    dir: &Path,
+    spec: &WorkFile,
+    image_path: &dyn Fn(&str) -> PathBuf,
+) -> Result<MadeFile> {
+    if spec.name.contains('/') || spec.name.starts_with('.') {
+        bail!("work file name {:?} must be a plain file name", spec.name);
+    }
+    let path = dir.join(&spec.name);
+    let bytes = spec.size_mib * 1024 * 1024;
+    match spec.kind.as_str() {
+        "random" => random_fill(&path, bytes)?,
+        "zero" => std::fs::File::create(&path)?.set_len(bytes)?,
+        "image" => {
+            let name = spec
+                .image
+                .as_deref()
+                .with_context(|| format!("work file {}: kind image needs image =", spec.name))?;
+            let src = image_path(name);
+            std::fs::copy(&src, &path)
+                .with_context(|| format!("copying {} to {}", src.display(), path.display()))?;
+        }
+        k => bail!(
+            "work file {}: unknown kind {k:?} (random|zero|image)",
+            spec.name
+        ),
+    }
+    if spec.read_only {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))?;
+    }
+    Ok(MadeFile {
+        sha256: sha256_file(&path)?,
+        size: std::fs::metadata(&path)?.len(),
+        path,
+    })
+}
+
+/// Size the work image for `dir`'s content plus room for results.
+pub fn image_size_mib(dir: &Path) -> Result<u64> {
+    let mut files = Vec::new();
+    crate::util::walk(dir, &mut files)?;
+    let mut bytes = 0u64;
+    for f in files {
+        bytes += std::fs::metadata(&f)?.len();
+    }
+    Ok(bytes / (1024 * 1024) * 11 / 10 + 64)
+}
+
+/// Make the work image from `dir`.
+pub fn make_image(dir: &Path, out: &Path) -> Result<()> {
+    mke2fs_d(dir, out, image_size_mib(dir)?, "colinux-work")
+}

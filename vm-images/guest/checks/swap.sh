@@ -1,0 +1,18 @@
+# swap: cobd1 is a swap file; a small-memory guest fills a tmpfs past its RAM,
+# so at least colinux.swap_min MiB go out to swap, and checks the data after.
+# Kernel-line inputs: colinux.fill=MiB colinux.swap_min=MiB
+fill=$(arg colinux.fill); min=$(arg colinux.swap_min)
+mkswap /dev/cobd1 >/dev/null 2>&1 && swapon /dev/cobd1 \
+    && check swapon PASS "$(awk 'NR==2 {print $1, $3 "kB"}' /proc/swaps)" \
+    || check swapon FAIL "mkswap/swapon /dev/cobd1 failed"
+mkdir -p /mnt/fill && mount -t tmpfs -o size=$((fill + 16))m fill /mnt/fill
+sum1=$(dd if=/dev/urandom bs=1M count="$fill" 2>/dev/null | tee /mnt/fill/data | sha256sum | cut -d' ' -f1)
+used=$(awk '/^SwapTotal:/ {t=$2} /^SwapFree:/ {f=$2} END {print int((t - f) / 1024)}' /proc/meminfo)
+if [ "$used" -ge "$min" ]; then
+    check swap-used PASS "${used}MiB in swap (min ${min}MiB)"
+else
+    check swap-used FAIL "${used}MiB in swap (min ${min}MiB)"
+fi
+check_eq data-sha256 "$sum1" "$(sha256sum /mnt/fill/data | cut -d' ' -f1)"
+umount /mnt/fill
+swapoff /dev/cobd1 && check swapoff PASS "" || check swapoff FAIL ""

@@ -1,0 +1,102 @@
+//! `cargo xtask images` and `cargo xtask ci-boot`.
+
+use anyhow::{bail, Result};
+use colinux_harness::accel::{self, AccelChoice};
+use colinux_harness::images::{self, BuildOptions, Images};
+use colinux_harness::runner::{self, Monitor, Outcome, RunContext, Verdict};
+use colinux_harness::{daemon, paths, report, scenario};
+use std::path::Path;
+use std::time::Instant;
+
+/// Build the daemon (release) and all images; a daemon that fails to build is
+/// reported and left out (monitor colinux then supports nothing).
+pub fn images() -> Result<Images> {
+    let daemon = match daemon::build_release() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("images: WARNING: colinux-daemon not packed: {e:#}");
+            None
+        }
+    };
+    images::build(&BuildOptions { daemon })
+}
+
+/// Images plus the accelerator decision, printed.
+pub fn prepare() -> Result<(Images, AccelChoice)> {
+    let imgs = images()?;
+    let choice = accel::choose(&imgs, &paths::ci_boot_dir().join("accel.json"))?;
+    eprintln!(
+        "host VM accelerator: {:?} ({})",
+        choice.accel, choice.reason
+    );
+    Ok((imgs, choice))
+}
+
+/// Capabilities of the daemon packed in the host initramfs.
+pub fn capabilities(imgs: &Images) -> Vec<String> {
+    imgs.manifest
+        .daemon
+        .as_ref()
+        .map(|d| d.capabilities.clone())
+        .unwrap_or_default()
+}
+
+/// Run scenarios, print the table, write JSON; exit code 1 on any failure.
+pub fn ci_boot(
+    only: Option<&str>,
+    monitor: Monitor,
+    json: Option<&Path>,
+    verbose: bool,
+) -> Result<i32> {
+    let t0 = Instant::now();
+    let (imgs, choice) = prepare()?;
+    let mut all = scenario::load_all(&paths::scenarios_dir())?;
+    if let Some(n) = only {
+        all.retain(|s| s.name == n);
+        if all.is_empty() {
+            bail!(
+                "no scenario named {n:?} in {}",
+                paths::scenarios_dir().display()
+            );
+        }
+    }
+    let ctx = RunContext {
+        images: &imgs,
+        accel: choice.accel,
+        capabilities: capabilities(&imgs),
+        verbose,
+    };
+    if monitor == Monitor::Colinux {
+        eprintln!("colinux-daemon capabilities: {:?}", ctx.capabilities);
+    }
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for s in &all {
+        eprintln!("ci-boot: {} ({}) ...", s.name, monitor.name());
+        let o = runner::run_scenario(s, monitor, &ctx);
+        eprintln!(
+            "ci-boot: {} {:?} in {:.1}s ({})",
+            o.name,
+            o.result,
+            o.seconds,
+            o.log.display()
+        );
+        outcomes.push(o);
+    }
+    let total = t0.elapsed().as_secs_f64();
+    print!("{}", report::table(&outcomes, total));
+    let j = serde_json::to_string_pretty(&report::json(&outcomes, total))? + "\n";
+    let default_json = paths::ci_boot_dir().join("report.json");
+    std::fs::write(&default_json, &j)?;
+    if let Some(p) = json {
+        std::fs::write(p, &j)?;
+    }
+    println!(
+        "ci-boot total: {total:.1}s (report {})",
+        json.unwrap_or(&default_json).display()
+    );
+    Ok(if outcomes.iter().any(|o| o.result == Verdict::Fail) {
+        1
+    } else {
+        0
+    })
+}

@@ -1,0 +1,84 @@
+//! `cargo xtask run [CONF]`: boot a guest through the host VM with the guest
+//! console on this terminal.
+
+use anyhow::{Context, Result};
+use colinux_harness::inner::inner_qemu;
+use colinux_harness::qemu::HostVm;
+use colinux_harness::runner::Monitor;
+use colinux_harness::{conf, paths, workdisk};
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Boot `conf_path` (default vm-images/default.conf).
+pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
+    let (imgs, choice) = crate::ci_boot::prepare()?;
+    let caps = crate::ci_boot::capabilities(&imgs);
+    let monitor = monitor.unwrap_or_else(|| {
+        if caps.iter().any(|c| c == "boot") {
+            Monitor::Colinux
+        } else {
+            eprintln!("run: the colinux daemon cannot boot a guest yet (no \"boot\" capability); using qemu as the inner monitor");
+            Monitor::Qemu
+        }
+    });
+    let default = paths::recipes_dir().join("default.conf");
+    let conf_path = conf_path.unwrap_or(&default);
+    let mut text = std::fs::read_to_string(conf_path)
+        .with_context(|| format!("reading {}", conf_path.display()))?;
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        text.push_str("\ncolinux.shell=1\n");
+    }
+    let dir = paths::ci_boot_dir().join("run");
+    let work = dir.join("work");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(work.join("out"))?;
+    // cobd files given as paths on this machine are copied onto the work disk.
+    let parsed = conf::parse(&text).with_context(|| format!("{}", conf_path.display()))?;
+    for b in &parsed.block_devices {
+        let p = Path::new(&b.path);
+        if p.is_file() && !b.path.starts_with("/work/") && !b.path.starts_with("/images/") {
+            let name = format!(
+                "cobd{}-{}",
+                b.index,
+                p.file_name().and_then(|n| n.to_str()).unwrap_or("img")
+            );
+            std::fs::copy(p, work.join(&name))?;
+            text = text.replace(&b.path, &format!("/work/{name}"));
+        }
+    }
+    let parsed = conf::parse(&text)?;
+    std::fs::write(work.join("colinux.conf"), &text)?;
+    let inner = inner_qemu(&parsed, &|_| false);
+    std::fs::write(work.join("qemu.args"), inner.argv.join("\n") + "\n")?;
+    std::fs::write(
+        work.join("scenario.env"),
+        format!(
+            "SCENARIO=run\nMONITOR={}\nBOOTS=1\nBOOT_TIMEOUT=100000\nINTERACTIVE={}\n",
+            monitor.name(),
+            u8::from(interactive)
+        ),
+    )?;
+    let img = dir.join("work.img");
+    workdisk::make_image(&work, &img)?;
+    let vm = HostVm {
+        qemu: "qemu-system-x86_64".into(),
+        kernel: imgs.path("kernel"),
+        initrd: imgs.path("host-initrd"),
+        append: "console=ttyS0 panic=-1 loglevel=3".into(),
+        mem_mib: 1024 + parsed.mem_mib.unwrap_or(128) as u32,
+        smp: 2,
+        accel: choice.accel,
+        disks: vec![(img, "work".into())],
+    };
+    eprintln!(
+        "run: monitor {}, conf {}, host VM {:?}; the VM ends when the guest does (type `exit` in its shell)",
+        monitor.name(),
+        conf_path.display(),
+        choice.accel
+    );
+    let st = vm.run_interactive(interactive)?;
+    Ok(st.code().unwrap_or(1))
+}
