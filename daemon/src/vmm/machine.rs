@@ -148,6 +148,7 @@ impl Machine {
         let power: PowerSink = {
             let events = Mutex::new(events.clone());
             Arc::new(move |e: PowerEvent| {
+                tracing::debug!(?e, "power event from the guest");
                 let ev = match e {
                     PowerEvent::Reset => MachineEvent::Reset,
                     PowerEvent::Poweroff => MachineEvent::Poweroff,

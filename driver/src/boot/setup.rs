@@ -71,6 +71,19 @@ pub fn mmio64_window(layout: &MemoryLayout) -> (u64, u64) {
     (base, 64 << 30)
 }
 
+/// Physical address of the real-mode reset vector (F000:FFF0).
+pub const RESET_VECTOR: u64 = 0xf_fff0;
+
+/// The code at the reset vector: there is no BIOS, so a kernel that reboots
+/// "through the BIOS" (Linux falls back to it after ACPI, keyboard controller and
+/// EFI, and a hardware-reduced ACPI platform starts with EFI) lands here, and
+/// this writes the ACPI reset register the daemon serves:
+/// `mov al, RESET_VALUE; mov dx, RESET_PORT; out dx, al; hlt; jmp $-1`.
+pub fn reset_vector_stub() -> Vec<u8> {
+    let port = acpi::RESET_PORT.to_le_bytes();
+    vec![0xb0, acpi::RESET_VALUE, 0xba, port[0], port[1], 0xee, 0xf4, 0xeb, 0xfd]
+}
+
 /// Loads kernel, initrd and command line, and writes the zero page (or PVH start
 /// info), ACPI tables, boot page tables and GDT into `mem`.
 pub fn prepare_guest(
@@ -109,6 +122,8 @@ pub fn prepare_guest(
     );
     mem.write_slice(&acpi.blob, GuestAddress(acpi.base))
         .map_err(|_| SetupError::Write("ACPI tables"))?;
+    mem.write_slice(&reset_vector_stub(), GuestAddress(RESET_VECTOR))
+        .map_err(|_| SetupError::Write("reset vector"))?;
     let e820 = layout.e820();
     let (entry_mode, entry) = match kernel.entry {
         KernelEntry::Linux64 { entry, header } => {
@@ -181,4 +196,18 @@ pub fn configure_vcpu(
     vcpu.set_regs(&state.regs)?;
     vcpu.set_fpu(&boot_fpu())?;
     Ok(Some(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_stub_fits_before_4g_wrap_and_targets_the_reset_port() {
+        let stub = reset_vector_stub();
+        assert!(RESET_VECTOR + stub.len() as u64 <= 0x10_0000);
+        assert_eq!(stub[1], acpi::RESET_VALUE);
+        assert_eq!(u16::from_le_bytes([stub[3], stub[4]]), acpi::RESET_PORT);
+        assert_eq!(stub[5], 0xee, "out dx, al");
+    }
 }
