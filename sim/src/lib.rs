@@ -1,4 +1,13 @@
 //! Software model of the world switch: a scripted guest, page walker and architectural checks.
 
 pub mod arch;
+pub mod fault;
+pub mod guest;
+pub mod guest_virtio;
+pub mod loopback;
+pub mod machine;
 pub mod paging;
+pub mod trace;
+pub mod vcpu;
+pub mod vm;
+pub mod world;
