@@ -277,3 +277,29 @@ fn window_and_bus_exhaustion_are_errors() {
     }
     assert_eq!(big.add_device(mk(200)).unwrap_err(), PciError::BusFull);
 }
+
+#[test]
+fn disk_and_nic_share_the_bus_without_overlap() {
+    let (mut m, blk_slot, _dir) = machine_with_disk();
+    let (backend, _state) = common::loopback::Loopback::new();
+    let nic =
+        colinux_devices::virtio::net::NetDevice::new(Box::new(backend), [0, 0xff, 1, 2, 3, 4]);
+    let net_slot = m.add(Box::new(VirtioPciDevice::new(
+        nic,
+        m.mem.clone(),
+        m.sink.clone(),
+        None,
+    )));
+    assert_eq!(net_slot, 2);
+    let mut a = VirtioDriver::probe(&mut m, blk_slot);
+    let mut b = VirtioDriver::probe(&mut m, net_slot);
+    assert!(a.layout.bar0 + BAR_SIZE <= b.layout.bar0 || b.layout.bar0 + BAR_SIZE <= a.layout.bar0);
+    a.init(&mut m, !0, true, 0);
+    b.init(&mut m, !0, true, 0);
+    assert_eq!(a.common_read(&mut m, 18, 2), 1);
+    assert_eq!(b.common_read(&mut m, 18, 2), 2);
+    assert_eq!(b.layout.msix_vectors, 3, "rx, tx, config");
+    let regions = m.root.lock().unwrap().notify_regions();
+    let slots: Vec<_> = regions.iter().map(|r| (r.slot, r.queue)).collect();
+    assert_eq!(slots, vec![(1, 0), (2, 0), (2, 1)]);
+}
