@@ -5,4 +5,5 @@ pub mod boot;
 pub mod hypervisor;
 pub mod kvm;
 pub mod layout;
+pub mod mptable;
 pub mod paging;

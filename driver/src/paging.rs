@@ -232,7 +232,11 @@ impl Builder {
 
 fn validate(m: &Mapping) -> Result<(), PagingError> {
     let p = m.page.bytes();
-    if m.size == 0 || m.virt % p != 0 || m.phys % p != 0 || m.size % p != 0 {
+    if m.size == 0
+        || !m.virt.is_multiple_of(p)
+        || !m.phys.is_multiple_of(p)
+        || !m.size.is_multiple_of(p)
+    {
         return Err(PagingError::Misaligned {
             virt: m.virt,
             phys: m.phys,
@@ -262,7 +266,7 @@ fn validate(m: &Mapping) -> Result<(), PagingError> {
 /// Intermediate entries are present, writable and user, so a leaf's permissions
 /// are exactly the effective permissions of its pages.
 pub fn build(mappings: &[Mapping], area: TableArea) -> Result<PageTables, PagingError> {
-    if area.base % 4096 != 0 || area.base.checked_add(area.pages * 4096).is_none() {
+    if !area.base.is_multiple_of(4096) || area.base.checked_add(area.pages * 4096).is_none() {
         return Err(PagingError::AreaExhausted {
             base: area.base,
             pages: area.pages,

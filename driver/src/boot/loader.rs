@@ -162,7 +162,7 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
 }
 
 /// A setup header for an ELF vmlinux entered through the 64-bit boot protocol.
-fn synthesized_header() -> setup_header {
+pub fn synthesized_header() -> setup_header {
     setup_header {
         boot_flag: BOOT_FLAG,
         header: HDR_MAGIC,
@@ -238,7 +238,8 @@ pub fn load_cmdline(mem: &GuestMemoryMmap, cmdline: &str, max: usize) -> Result<
 pub struct ZeroPageConfig<'a> {
     /// The kernel's setup header.
     pub header: setup_header,
-    /// Command line length in bytes (without NUL); it lives at [`CMDLINE_START`].
+    /// Command line length in bytes (without NUL); it lives at [`CMDLINE_START`]
+    /// (the length is implied by the NUL; kept for diagnostics).
     pub cmdline_len: usize,
     /// The initrd, if any.
     pub initrd: Option<LoadedInitrd>,
@@ -259,7 +260,6 @@ pub fn build_zero_page(cfg: &ZeroPageConfig<'_>) -> boot_params {
     p.hdr.header = HDR_MAGIC;
     p.hdr.loadflags |= LOADED_HIGH;
     p.hdr.cmd_line_ptr = CMDLINE_START as u32;
-    p.hdr.cmdline_size = cfg.cmdline_len as u32 + 1;
     if let Some(i) = cfg.initrd {
         p.hdr.ramdisk_image = i.addr as u32;
         p.hdr.ramdisk_size = i.size as u32;

@@ -81,7 +81,17 @@ pub const RESET_VECTOR: u64 = 0xf_fff0;
 /// `mov al, RESET_VALUE; mov dx, RESET_PORT; out dx, al; hlt; jmp $-1`.
 pub fn reset_vector_stub() -> Vec<u8> {
     let port = acpi::RESET_PORT.to_le_bytes();
-    vec![0xb0, acpi::RESET_VALUE, 0xba, port[0], port[1], 0xee, 0xf4, 0xeb, 0xfd]
+    vec![
+        0xb0,
+        acpi::RESET_VALUE,
+        0xba,
+        port[0],
+        port[1],
+        0xee,
+        0xf4,
+        0xeb,
+        0xfd,
+    ]
 }
 
 /// Loads kernel, initrd and command line, and writes the zero page (or PVH start
@@ -124,6 +134,9 @@ pub fn prepare_guest(
         .map_err(|_| SetupError::Write("ACPI tables"))?;
     mem.write_slice(&reset_vector_stub(), GuestAddress(RESET_VECTOR))
         .map_err(|_| SetupError::Write("reset vector"))?;
+    let mp = crate::mptable::build(cpus as u8, 0, crate::mptable::MPTABLE_START);
+    mem.write_slice(&mp, GuestAddress(crate::mptable::MPTABLE_START))
+        .map_err(|_| SetupError::Write("MP table"))?;
     let e820 = layout.e820();
     let (entry_mode, entry) = match kernel.entry {
         KernelEntry::Linux64 { entry, header } => {
