@@ -458,6 +458,9 @@ fn image_errors_name_the_path() {
     let e = DiskImage::open(std::path::Path::new("C:\\coLinux\\root.img"), false).unwrap_err();
     assert!(matches!(e, ImageError::WindowsPath { .. }));
     assert!(e.to_string().contains("C:\\coLinux\\root.img"), "{e}");
+    let e = DiskImage::open(std::path::Path::new("/dev/null"), false).unwrap_err();
+    assert!(matches!(e, ImageError::NotAFile { .. }), "{e}");
+    assert!(e.to_string().contains("/dev/null"));
     let sized = dir.file("odd.img", &[0u8; 1500]);
     assert_eq!(DiskImage::open(&sized, false).unwrap().sectors(), 2);
 }

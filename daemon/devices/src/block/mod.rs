@@ -46,6 +46,12 @@ pub enum ImageError {
         /// The path as given.
         path: PathBuf,
     },
+    /// A character device, FIFO or socket: nothing with a fixed size.
+    #[error("{path}: not a regular file or block device")]
+    NotAFile {
+        /// The path as given.
+        path: PathBuf,
+    },
     /// The user may not open the file (at all, or read-write when demanded).
     #[error("{path}: permission denied opening the image {mode}")]
     PermissionDenied {
@@ -130,8 +136,11 @@ impl DiskImage {
         if meta.is_dir() {
             return Err(ImageError::IsDirectory { path: p() });
         }
-        let (file, ro) = Self::open_file(path, read_only)?;
         let is_block = meta.file_type().is_block_device();
+        if !meta.is_file() && !is_block {
+            return Err(ImageError::NotAFile { path: p() });
+        }
+        let (file, ro) = Self::open_file(path, read_only)?;
         let mut file = file;
         let size = if is_block {
             file.seek(SeekFrom::End(0)).map_err(|e| ImageError::Io {
@@ -331,4 +340,23 @@ fn probe_punch_hole(file: &File, size: u64) -> bool {
         )
     };
     r == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("C:\\coLinux\\root.img", true)]
+    #[case("c:/colinux/root.img", true)]
+    #[case("D:", true)]
+    #[case("\\\\server\\share\\disk.img", true)]
+    #[case("/srv/colinux/root.img", false)]
+    #[case("relative/C:/x", false)]
+    #[case("c:file", false)]
+    #[case("", false)]
+    fn windows_paths_are_recognised(#[case] path: &str, #[case] windows: bool) {
+        assert_eq!(is_windows_path(Path::new(path)), windows);
+    }
 }
