@@ -208,6 +208,14 @@ impl GuestCpu {
         self.inbox.drain(..).collect()
     }
 
+    /// Removes the interrupts with `vector` from the inbox; returns how many
+    /// (an interrupt handler acknowledging what is already pending, no exit).
+    pub fn take_vector(&mut self, vector: u8) -> usize {
+        let before = self.inbox.len();
+        self.inbox.retain(|i| i.vector() != vector);
+        before - self.inbox.len()
+    }
+
     /// Total interrupts taken since the program started.
     pub fn interrupts_taken(&self) -> u64 {
         self.taken

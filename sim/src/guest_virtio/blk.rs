@@ -187,6 +187,7 @@ impl BlkDriver {
                 Err(e) => return Err(e),
             }
         }
+        self.counters.interrupts += cpu.take_vector(vector) as u64;
         Ok(done.into_iter().flatten().collect())
     }
 

@@ -225,15 +225,18 @@ impl NetDriver {
     /// Receives until `count` frames arrived; fails if the rx interrupt does
     /// not come within the patience.
     pub fn recv(&mut self, cpu: &mut GuestCpu, count: usize) -> GuestResult<Vec<Vec<u8>>> {
-        let mut got = self.poll(cpu)?;
         let vector = transport::vector_of(self.rx.vector);
         let mut others = Vec::new();
-        while got.len() < count {
+        let mut got = Vec::new();
+        loop {
+            self.counters.rx_interrupts += cpu.take_vector(vector) as u64;
+            got.extend(self.poll(cpu)?);
+            if got.len() >= count {
+                return Ok(got);
+            }
             transport::wait_vector(cpu, vector, self.patience, &mut others)?;
             self.counters.rx_interrupts += 1;
-            got.extend(self.poll(cpu)?);
         }
-        Ok(got)
     }
 
     /// Guest address of the receive buffer pool (for hostile tests).
