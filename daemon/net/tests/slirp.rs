@@ -220,3 +220,33 @@ fn garbage_from_the_guest_does_not_break_slirp() {
         .is_some_and(|r| r.xid == 77))
     .is_some());
 }
+
+#[test]
+fn udp_redirection_delivers_datagrams_to_the_guest() {
+    // A free UDP port on 127.0.0.1.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let red = Redirection {
+        protocol: Protocol::Udp,
+        host_port: port,
+        guest_port: 5353,
+        count: 1,
+    };
+    let mut b = SlirpBackend::new(&[red], Ipv4Addr::LOCALHOST).expect("slirp");
+    arp_gateway(&mut b);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(b"datagram for the guest", ("127.0.0.1", port))
+        .unwrap();
+    let f = wait_frame(&mut b, T, |f| {
+        common::frames::parse_ipv4(f)
+            .is_some_and(|ip| ip.proto == 17 && ip.l4[2..4] == 5353u16.to_be_bytes())
+    })
+    .expect("UDP frame to guest port 5353");
+    let ip = common::frames::parse_ipv4(&f).unwrap();
+    assert_eq!(ip.dst, SLIRP_GUEST);
+    assert_eq!(&ip.l4[8..], b"datagram for the guest");
+    assert!(common::frames::l4_csum_ok(&ip));
+}
