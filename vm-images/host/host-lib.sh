@@ -1,4 +1,6 @@
-# Helpers for host scenario scripts (sourced; SCENARIO is set).
+# Helpers for host scenario scripts and prepare.sh (sourced; SCENARIO is set).
+# busybox sh runs its own applets before PATH: use iproute2's ip (tuntap, netns).
+[ -x /usr/sbin/ip ] && ip() { /usr/sbin/ip "$@"; }
 # check ASSERTION PASS|FAIL DETAIL...: one machine-readable console line.
 check() {
     a="$1"; r="$2"; shift 2
