@@ -338,6 +338,37 @@ fn one_interrupt_per_completion_batch() {
 }
 
 #[test]
+fn avail_no_interrupt_flag_is_honoured_without_event_idx() {
+    let mut disk = disk_with(&vec![0u8; 8192], false, 0);
+    disk.m.sink.take();
+    disk.m
+        .mem
+        .write_obj(1u16, GuestAddress(disk.d.queues[0].avail))
+        .unwrap();
+    disk.run(Req {
+        kind: blk::T_FLUSH,
+        sector: 0,
+        out: vec![],
+        in_len: 0,
+    });
+    assert!(
+        disk.m.sink.take().is_empty(),
+        "VRING_AVAIL_F_NO_INTERRUPT set"
+    );
+    disk.m
+        .mem
+        .write_obj(0u16, GuestAddress(disk.d.queues[0].avail))
+        .unwrap();
+    disk.run(Req {
+        kind: blk::T_FLUSH,
+        sector: 0,
+        out: vec![],
+        in_len: 0,
+    });
+    assert_eq!(disk.m.sink.msi_data(), vec![0x31]);
+}
+
+#[test]
 fn event_idx_suppresses_interrupts_until_used_event() {
     let mut disk = disk_with(&vec![0u8; 8192], false, blk::F_FLUSH | (1 << 29));
     assert_ne!(disk.d.features & (1 << 29), 0);

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{Completions, VirtioDevice, F_RING_EVENT_IDX, F_VERSION_1};
 use crate::interrupt::InterruptSink;
@@ -269,7 +269,14 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             if !done.has(i) {
                 continue;
             }
-            let notify = self.queues[i].needs_notification(&self.mem).unwrap_or(true);
+            let q = &mut self.queues[i];
+            let mut notify = q.needs_notification(&self.mem).unwrap_or(true);
+            if notify && !q.event_idx_enabled() {
+                // Without EVENT_IDX the driver asks for silence with
+                // VRING_AVAIL_F_NO_INTERRUPT in the avail ring's flags.
+                let flags: u16 = self.mem.read_obj(GuestAddress(q.avail_ring())).unwrap_or(0);
+                notify = u16::from_le(flags) & 1 == 0;
+            }
             if notify {
                 self.signal(self.queue_vectors[i], ISR_QUEUE);
             }
