@@ -78,17 +78,28 @@ pub fn add_devices(
         }
         let dev = BlockDevice::new(image, &format!("cobd{}", b.index));
         let slot = root
-            .add_device(Box::new(VirtioPciDevice::new(dev, mem.clone(), irq.clone(), None)))
+            .add_device(Box::new(VirtioPciDevice::new(
+                dev,
+                mem.clone(),
+                irq.clone(),
+                None,
+            )))
             .with_context(|| format!("cobd{}", b.index))?;
         tracing::info!(slot, "cobd{} = {}", b.index, path.display());
     }
     let seed = vm_seed(config);
     for n in &config.network {
         let spec = nic_spec(n, &seed);
-        let backend = open_backend(&spec).with_context(|| format!("eth{}={}", n.index, n.kind.keyword()))?;
+        let backend =
+            open_backend(&spec).with_context(|| format!("eth{}={}", n.index, n.kind.keyword()))?;
         let dev = NetDevice::new(backend, spec.mac);
         let slot = root
-            .add_device(Box::new(VirtioPciDevice::new(dev, mem.clone(), irq.clone(), None)))
+            .add_device(Box::new(VirtioPciDevice::new(
+                dev,
+                mem.clone(),
+                irq.clone(),
+                None,
+            )))
             .with_context(|| format!("eth{}", n.index))?;
         tracing::info!(slot, "eth{} = {}", n.index, n.kind.keyword());
     }
@@ -121,7 +132,9 @@ pub fn spawn_backend_poller(pci: Arc<Mutex<PciRoot>>, stop: Arc<AtomicBool>) -> 
             }
             for (p, &(slot, _)) in pfds.iter().zip(&fds) {
                 if p.revents != 0 {
-                    pci.lock().unwrap_or_else(|e| e.into_inner()).process_backend(slot);
+                    pci.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .process_backend(slot);
                 }
             }
         }

@@ -55,9 +55,22 @@ pub fn disassemble(code: &[u8], rip: u64, bitness: u32, count: usize) -> String 
     out
 }
 
+/// Whether the state is the architectural reset state (CS:IP = F000:FFF0 with
+/// base 0xffff0000): AMD SVM reinitializes a vCPU on shutdown, so after a triple
+/// fault the faulting state is gone.
+pub fn is_reset_state(regs: &StandardRegisters, sregs: &SpecialRegisters) -> bool {
+    regs.rip == 0xfff0 && sregs.cs.base == 0xffff_0000 && sregs.cr0 & 1 == 0
+}
+
 /// The full report: registers, control registers, segments and the code at RIP.
 pub fn report(mem: &GuestMemoryMmap, regs: &StandardRegisters, sregs: &SpecialRegisters) -> String {
     let mut s = String::new();
+    if is_reset_state(regs, sregs) {
+        let _ = writeln!(
+            s,
+            "  (the hypervisor reset this vCPU when it shut down, as AMD SVM does: the values below are the reset state, not the faulting one)"
+        );
+    }
     let _ = writeln!(
         s,
         "  rip={:016x} rflags={:08x} rsp={:016x} rbp={:016x}",
@@ -115,8 +128,12 @@ pub fn report(mem: &GuestMemoryMmap, regs: &StandardRegisters, sregs: &SpecialRe
             {
                 n += 1;
             }
-            let _ = writeln!(s, "  code at rip (physical {phys:#x}):");
-            s.push_str(&disassemble(&code[..n], regs.rip, bitness, 8));
+            if n == 0 {
+                let _ = writeln!(s, "  rip is at physical {phys:#x}, outside guest RAM");
+            } else {
+                let _ = writeln!(s, "  code at rip (physical {phys:#x}):");
+                s.push_str(&disassemble(&code[..n], regs.rip, bitness, 8));
+            }
         }
         None => {
             let _ = writeln!(
@@ -156,5 +173,35 @@ mod tests {
         mem.write_obj(0x3003u64, GuestAddress(0x2000)).unwrap();
         mem.write_obj(0x20_0083u64, GuestAddress(0x3000)).unwrap();
         assert_eq!(translate(&mem, &sregs, 0x1234), Some(0x20_1234));
+    }
+
+    #[test]
+    fn report_flags_reset_state_and_code_outside_ram() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let regs = StandardRegisters {
+            rip: 0xfff0,
+            rflags: 2,
+            ..Default::default()
+        };
+        let mut sregs = SpecialRegisters::default();
+        sregs.cs.base = 0xffff_0000;
+        sregs.cs.selector = 0xf000;
+        let text = report(&mem, &regs, &sregs);
+        assert!(text.contains("reset state"), "{text}");
+        assert!(text.contains("outside guest RAM"), "{text}");
+        // A real fault in RAM: the code is disassembled, no reset remark.
+        mem.write_slice(&[0x0f, 0x0b], GuestAddress(0x1000))
+            .unwrap();
+        let regs = StandardRegisters {
+            rip: 0x1000,
+            rflags: 2,
+            ..Default::default()
+        };
+        sregs.cs.base = 0;
+        sregs.cr0 = 1;
+        sregs.cs.db = 1;
+        let text = report(&mem, &regs, &sregs);
+        assert!(!text.contains("reset state"), "{text}");
+        assert!(text.contains("ud2"), "{text}");
     }
 }
