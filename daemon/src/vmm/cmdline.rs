@@ -9,8 +9,10 @@
 /// - `-k` (`quiet`) keeps kernel messages off the console: `quiet loglevel=0`
 ///   unless the user set `loglevel=` themselves;
 /// - `reboot=k` is not needed: the daemon serves both the ACPI reset register and
-///   the i8042 reset line.
-pub fn build(words: &str, suppress_kernel_messages: bool) -> String {
+///   the i8042 reset line;
+/// - cobd aliases (`hda1=:cobd0`) reach the guest init as
+///   `colinux.alias=hda1:cobd0,...`, after the user's kernel words.
+pub fn build(words: &str, suppress_kernel_messages: bool, aliases: &[(String, u32)]) -> String {
     let mut parts: Vec<String> = Vec::new();
     let user: Vec<&str> = words.split_whitespace().collect();
     // Everything after a standalone `--` goes to init; daemon words go before it.
@@ -29,6 +31,13 @@ pub fn build(words: &str, suppress_kernel_messages: bool) -> String {
         }
     }
     parts.extend(kernel_words.iter().map(|s| s.to_string()));
+    if !aliases.is_empty() {
+        let list: Vec<String> = aliases
+            .iter()
+            .map(|(n, i)| format!("{n}:cobd{i}"))
+            .collect();
+        parts.push(format!("colinux.alias={}", list.join(",")));
+    }
     parts.extend(init_words.iter().map(|s| s.to_string()));
     parts.join(" ")
 }
@@ -47,6 +56,15 @@ mod tests {
     #[case("ro -- console=x", false, "console=ttyS0 ro -- console=x")]
     #[case("", false, "console=ttyS0")]
     fn classic_rules(#[case] words: &str, #[case] k: bool, #[case] want: &str) {
-        assert_eq!(build(words, k), want);
+        assert_eq!(build(words, k, &[]), want);
+    }
+
+    #[test]
+    fn aliases_go_before_init_words() {
+        let a = vec![("hda1".to_string(), 0), ("sdb".to_string(), 1)];
+        assert_eq!(
+            build("ro -- single", false, &a),
+            "console=ttyS0 ro colinux.alias=hda1:cobd0,sdb:cobd1 -- single"
+        );
     }
 }

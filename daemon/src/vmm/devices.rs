@@ -6,6 +6,7 @@
 //! backend the entry names (slirp, tuntap, pcap-bridge/ndis-bridge).
 
 use std::os::fd::RawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -68,7 +69,13 @@ pub fn add_devices(
     let mut root = pci.lock().unwrap_or_else(|e| e.into_inner());
     for b in &config.block_devices {
         let path = b.path.resolve();
-        let image = DiskImage::open(&path, false).with_context(|| format!("cobd{}", b.index))?;
+        // A file nobody may write is meant read-only, even for root (who could
+        // write it anyway): the guest gets it read-only, as the user intended.
+        let no_write_bits = std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o222 == 0)
+            .unwrap_or(false);
+        let image =
+            DiskImage::open(&path, no_write_bits).with_context(|| format!("cobd{}", b.index))?;
         if image.read_only() {
             eprintln!(
                 "colinux-daemon: cobd{}: {} is not writable; the guest gets it read-only",

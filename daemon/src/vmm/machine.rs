@@ -77,6 +77,11 @@ impl MachineSpec {
             cmdline: super::cmdline::build(
                 &config.kernel_cmdline,
                 options.suppress_kernel_messages,
+                &config
+                    .block_devices
+                    .iter()
+                    .flat_map(|b| b.aliases.iter().map(move |a| (a.clone(), b.index)))
+                    .collect::<Vec<_>>(),
             ),
             config: config.clone(),
         })
