@@ -132,11 +132,24 @@ impl SimVcpu {
         self.vm.trace.push(e);
     }
 
-    fn exit_event(&self, kind: ExitKind) {
+    /// Saves the state the monitor sees now (checked at the next entry).
+    fn save(&self) -> u64 {
         let mut st = lock(&self.state);
         st.saved = Some((st.regs, st.sregs));
-        let rip = st.regs.rip;
-        drop(st);
+        st.regs.rip
+    }
+
+    /// A kick while halted: back to the monitor, untraced (it depends on
+    /// timing), the guest stays in `hlt`.
+    fn kick_exit(&mut self, deadline: Instant) -> VmExit<'static> {
+        self.owed = Owed::Halt { deadline };
+        self.quiet_entry = true;
+        self.save();
+        VmExit::Interrupted
+    }
+
+    fn exit_event(&self, kind: ExitKind) {
+        let rip = self.save();
         self.trace(Event::Exit {
             vcpu: self.id,
             rip,
@@ -460,11 +473,7 @@ impl Vcpu for SimVcpu {
                 let (irqs, timed_out) = if irqs.is_empty() {
                     match self.halt_wait(deadline) {
                         HaltEnd::Resume(i, t) => (i, t),
-                        HaltEnd::Kick => {
-                            self.owed = Owed::Halt { deadline };
-                            self.quiet_entry = true;
-                            return Ok(VmExit::Interrupted);
-                        }
+                        HaltEnd::Kick => return Ok(self.kick_exit(deadline)),
                     }
                 } else {
                     (irqs, false)
@@ -619,11 +628,7 @@ impl SimVcpu {
                                 return Ok(self.end_exit(e));
                             }
                         }
-                        HaltEnd::Kick => {
-                            self.owed = Owed::Halt { deadline };
-                            self.quiet_entry = true;
-                            return Ok(VmExit::Interrupted);
-                        }
+                        HaltEnd::Kick => return Ok(self.kick_exit(deadline)),
                     }
                 }
                 Request::End(end) => {

@@ -61,6 +61,8 @@ pub struct BlkDone {
     pub data: Vec<u8>,
     /// Length the device reported in the used ring.
     pub used_len: u32,
+    /// Position of this completion in the used ring within its batch.
+    pub seq: usize,
 }
 
 /// Counters the driver keeps.
@@ -215,10 +217,12 @@ impl BlkDriver {
             if done[k].is_none() {
                 *outstanding -= 1;
             }
+            let seq = done.iter().filter(|d| d.is_some()).count();
             done[k] = Some(BlkDone {
                 status: st[0],
                 data: buf,
                 used_len: len,
+                seq,
             });
             any = true;
         }
