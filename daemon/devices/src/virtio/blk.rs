@@ -8,11 +8,13 @@
 //! every modifying request with `VIRTIO_BLK_S_IOERR`. Data moves through a
 //! bounded bounce buffer, so a request's size never decides host memory use.
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use super::chain::{self, Chain};
-use super::{Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_BLOCK};
+use super::{
+    drain_queue, Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_BLOCK,
+};
 use crate::block::{DiskImage, SECTOR_SIZE};
 
 /// Feature: `seg_max` is valid.
@@ -270,38 +272,6 @@ impl BlockDevice {
         }
         S_OK
     }
-}
-
-/// Pops and serves every available chain of `queue` with `serve`, re-enabling
-/// notifications before it stops; returns whether anything was used.
-pub(crate) fn drain_queue(
-    queue: &mut Queue,
-    mem: &GuestMemoryMmap,
-    mut serve: impl FnMut(Result<Chain, chain::ChainError>) -> u32,
-) -> bool {
-    let mut used = false;
-    // A bounded number of passes: a guest that keeps adding buffers from another
-    // vCPU cannot keep this exit busy forever.
-    for _ in 0..4 {
-        let _ = queue.disable_notification(mem);
-        let budget = usize::from(queue.size()).max(1) * 2;
-        for _ in 0..budget {
-            let Some(dc) = queue.pop_descriptor_chain(mem) else {
-                break;
-            };
-            let head = dc.head_index();
-            let len = serve(chain::parse(dc, mem));
-            if let Err(e) = queue.add_used(mem, head, len) {
-                tracing::warn!(error = %e, "cannot return a used buffer");
-            }
-            used = true;
-        }
-        match queue.enable_notification(mem) {
-            Ok(true) => continue,
-            _ => break,
-        }
-    }
-    used
 }
 
 impl VirtioDevice for BlockDevice {

@@ -16,7 +16,8 @@ pub mod pci;
 
 use std::os::fd::RawFd;
 
-use virtio_queue::Queue;
+use chain::Chain;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 /// Feature bit: the device follows virtio 1.x (always offered by the transport).
@@ -91,4 +92,36 @@ pub trait VirtioDevice: Send {
     ) -> Completions {
         Completions::default()
     }
+}
+
+/// Pops and serves every available chain of `queue` with `serve`, re-enabling
+/// notifications before it stops; returns whether anything was used.
+pub(crate) fn drain_queue(
+    queue: &mut Queue,
+    mem: &GuestMemoryMmap,
+    mut serve: impl FnMut(Result<Chain, chain::ChainError>) -> u32,
+) -> bool {
+    let mut used = false;
+    // A bounded number of passes: a guest that keeps adding buffers from another
+    // vCPU cannot keep this exit busy forever.
+    for _ in 0..4 {
+        let _ = queue.disable_notification(mem);
+        let budget = usize::from(queue.size()).max(1) * 2;
+        for _ in 0..budget {
+            let Some(dc) = queue.pop_descriptor_chain(mem) else {
+                break;
+            };
+            let head = dc.head_index();
+            let len = serve(chain::parse(dc, mem));
+            if let Err(e) = queue.add_used(mem, head, len) {
+                tracing::warn!(error = %e, "cannot return a used buffer");
+            }
+            used = true;
+        }
+        match queue.enable_notification(mem) {
+            Ok(true) => continue,
+            _ => break,
+        }
+    }
+    used
 }

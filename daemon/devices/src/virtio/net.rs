@@ -20,8 +20,8 @@ use colinux_net::{NetBackend, MAX_FRAME_LEN, MIN_FRAME_LEN};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
-use super::blk::drain_queue;
 use super::chain::{self, Chain};
+use super::drain_queue;
 use super::pci::VirtioPciDevice;
 use super::{Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_NET};
 

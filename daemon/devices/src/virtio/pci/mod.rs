@@ -27,6 +27,8 @@ use crate::pci::config::{PciConfig, PciIds, CMD_INTX_DISABLE};
 use crate::pci::msix::{Msix, CAP_ID_MSIX, NO_VECTOR};
 use crate::pci::PciDevice;
 
+mod common_cfg;
+
 /// Virtio's PCI vendor ID.
 pub const VIRTIO_VENDOR: u16 = 0x1af4;
 /// Size of BAR 0.
@@ -365,110 +367,6 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         }
         tracing::debug!(device = %self.device.name(), features = format_args!("{:#x}", self.driver_features), "virtio activated");
         self.device.activate(self.driver_features);
-    }
-
-    fn common_snapshot(&self) -> [u8; 64] {
-        let mut s = [0u8; 64];
-        let put = |s: &mut [u8; 64], off: usize, bytes: &[u8]| {
-            s[off..off + bytes.len()].copy_from_slice(bytes)
-        };
-        let feat = |f: u64, sel: u32| match sel {
-            0 => f as u32,
-            1 => (f >> 32) as u32,
-            _ => 0,
-        };
-        put(&mut s, 0, &self.device_feature_select.to_le_bytes());
-        put(
-            &mut s,
-            4,
-            &feat(self.offered_features(), self.device_feature_select).to_le_bytes(),
-        );
-        put(&mut s, 8, &self.driver_feature_select.to_le_bytes());
-        put(
-            &mut s,
-            12,
-            &feat(self.driver_features, self.driver_feature_select).to_le_bytes(),
-        );
-        put(&mut s, 16, &self.config_vector.to_le_bytes());
-        put(&mut s, 18, &(self.queues.len() as u16).to_le_bytes());
-        s[20] = self.status;
-        s[21] = self.config_generation;
-        put(&mut s, 22, &self.queue_select.to_le_bytes());
-        let qs = usize::from(self.queue_select);
-        if let Some(q) = self.queues.get(qs) {
-            put(&mut s, 24, &q.size().to_le_bytes());
-            put(&mut s, 26, &self.queue_vectors[qs].to_le_bytes());
-            put(&mut s, 28, &u16::from(q.ready()).to_le_bytes());
-            put(&mut s, 30, &self.queue_select.to_le_bytes());
-            put(&mut s, 32, &q.desc_table().to_le_bytes());
-            put(&mut s, 40, &q.avail_ring().to_le_bytes());
-            put(&mut s, 48, &q.used_ring().to_le_bytes());
-        }
-        s
-    }
-
-    fn valid_vector(&self, v: u16) -> u16 {
-        if v < self.msix.vectors() {
-            v
-        } else {
-            NO_VECTOR
-        }
-    }
-
-    fn common_write(&mut self, offset: u64, data: &[u8]) {
-        let mut b = [0u8; 8];
-        let n = data.len().min(8);
-        b[..n].copy_from_slice(&data[..n]);
-        let v32 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let v16 = v32 as u16;
-        let qs = usize::from(self.queue_select);
-        let queue_locked = self.queues.get(qs).is_none_or(|q| q.ready());
-        match (offset, data.len()) {
-            (0, 4) => self.device_feature_select = v32,
-            (8, 4) => self.driver_feature_select = v32,
-            (12, 4) => {
-                if self.status & status::FEATURES_OK == 0 {
-                    match self.driver_feature_select {
-                        0 => {
-                            self.driver_features =
-                                (self.driver_features & !0xffff_ffff) | u64::from(v32)
-                        }
-                        1 => {
-                            self.driver_features =
-                                (self.driver_features & 0xffff_ffff) | (u64::from(v32) << 32)
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            (16, 2) => self.config_vector = self.valid_vector(v16),
-            (20, 1) => self.write_status(data[0]),
-            (22, 2) => self.queue_select = v16,
-            (24, 2) if !queue_locked => self.queues[qs].set_size(v16),
-            (26, 2) if qs < self.queues.len() => self.queue_vectors[qs] = self.valid_vector(v16),
-            (28, 2) if !queue_locked && v16 == 1 => self.queues[qs].set_ready(true),
-            (32..=55, 4 | 8) if !queue_locked && offset.is_multiple_of(4) => {
-                let q = &mut self.queues[qs];
-                let field = (offset - 32) / 8;
-                let (low, high) = match (offset % 8, data.len()) {
-                    (0, 8) => (
-                        Some(v32),
-                        Some(u32::from_le_bytes([b[4], b[5], b[6], b[7]])),
-                    ),
-                    (0, 4) => (Some(v32), None),
-                    (4, 4) => (None, Some(v32)),
-                    _ => (None, None),
-                };
-                match field {
-                    0 => q.set_desc_table_address(low, high),
-                    1 => q.set_avail_ring_address(low, high),
-                    _ => q.set_used_ring_address(low, high),
-                }
-            }
-            _ => {
-                tracing::debug!(device = %self.device.name(), offset, len = data.len(), "ignored common cfg write")
-            }
-        }
     }
 
     fn read_isr(&mut self, data: &mut [u8]) {
