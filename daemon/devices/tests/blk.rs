@@ -471,3 +471,30 @@ fn features_without_version_1_are_refused() {
     disk.d.set_status(m, ACK | DRIVER | FEATURES_OK);
     assert_eq!(disk.d.status(m) & FEATURES_OK, 0);
 }
+
+#[test]
+fn ioeventfd_path_kicks_like_the_doorbell() {
+    let mut disk = disk_with(&vec![0u8; 8192], false, 0);
+    let regions = disk.m.root.lock().unwrap().notify_regions();
+    assert_eq!(regions.len(), 1);
+    let r = regions[0];
+    assert_eq!(
+        (r.addr, r.len, r.slot, r.queue),
+        (disk.d.layout.notify, 2, disk.d.slot, 0)
+    );
+    let (head, _, status) = disk.submit(&Req {
+        kind: blk::T_GET_ID,
+        sector: 0,
+        out: vec![],
+        in_len: 20,
+    });
+    disk.m.root.lock().unwrap().queue_notify(r.slot, r.queue);
+    assert_eq!(
+        disk.d.queues[0].pop_used(&disk.m.mem).map(|u| u.0),
+        Some(u32::from(head))
+    );
+    assert_eq!(
+        disk.m.mem.read_obj::<u8>(GuestAddress(status)).unwrap(),
+        blk::S_OK
+    );
+}
