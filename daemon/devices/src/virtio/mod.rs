@@ -114,7 +114,7 @@ pub(crate) fn drain_queue(
             let head = dc.head_index();
             let len = serve(chain::parse(dc, mem));
             if let Err(e) = queue.add_used(mem, head, len) {
-                tracing::warn!(error = %e, "cannot return a used buffer");
+                tracing::debug!(error = %e, "cannot return a used buffer");
             }
             used = true;
         }

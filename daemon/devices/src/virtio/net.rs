@@ -191,7 +191,7 @@ impl NetDevice {
             let head = dc.head_index();
             let len = self.deliver(chain::parse(dc, mem), mem, &frame);
             if let Err(e) = queue.add_used(mem, head, len) {
-                tracing::warn!(error = %e, "cannot return an rx buffer");
+                tracing::debug!(error = %e, "cannot return an rx buffer");
             }
             used = true;
         }
