@@ -93,6 +93,8 @@ pub struct BlkDriver {
     pub patience: Duration,
     /// Counters.
     pub counters: BlkCounters,
+    /// The interrupt vector completions arrive on.
+    pub vector: u8,
     scratch: GuestAlloc,
     scratch_base: GuestAlloc,
 }
@@ -107,6 +109,18 @@ impl BlkDriver {
         queue_size: u16,
         event_idx: bool,
     ) -> GuestResult<Self> {
+        Self::init_with(cpu, func, alloc, queue_size, event_idx, true)
+    }
+
+    /// [`BlkDriver::init`], with MSI-X or (`msix` false) the legacy INTx line.
+    pub fn init_with(
+        cpu: &mut GuestCpu,
+        func: &PciFunction,
+        alloc: &mut GuestAlloc,
+        queue_size: u16,
+        event_idx: bool,
+        msix: bool,
+    ) -> GuestResult<Self> {
         let mut dev = VirtioPci::probe(cpu, func)?;
         if dev.func.device != 0x1042 {
             return Err(GuestError::Device(format!(
@@ -115,10 +129,12 @@ impl BlkDriver {
             )));
         }
         let wanted = F_RO | F_FLUSH | if event_idx { F_EVENT_IDX } else { 0 };
-        let mut queues = dev.bring_up(cpu, alloc, wanted, &[queue_size])?;
+        let mut queues = dev.bring_up_with(cpu, alloc, wanted, &[queue_size], msix)?;
         let capacity = dev.config_read(cpu, 0, 8)?;
         let scratch = alloc.split(SCRATCH)?;
+        let vector = dev.irq_vector(cpu, &queues[0])?;
         Ok(BlkDriver {
+            vector,
             read_only: dev.features & F_RO != 0,
             dev,
             queue: queues.remove(0),
@@ -175,10 +191,18 @@ impl BlkDriver {
         }
         let mut done: Vec<Option<BlkDone>> = vec![None; ops.len()];
         let mut outstanding = ops.len();
-        let vector = transport::vector_of(self.queue.vector);
+        let vector = self.vector;
+        let intx = self.queue.vector == transport::NO_VECTOR;
         let mut others = Vec::new();
         while outstanding > 0 {
             let got = transport::wait_vector(cpu, vector, self.patience, &mut others);
+            if intx && got.is_ok() {
+                // The legacy handler reads the ISR, which lowers the line.
+                let isr = self.dev.read_isr(cpu)?;
+                if isr & 1 == 0 {
+                    cpu.note(format!("virtio-blk: INTx with ISR {isr:#x}"));
+                }
+            }
             let progressed = self.reap(&mem, &pending, &mut done, &mut outstanding)?;
             match got {
                 Ok(()) => self.counters.interrupts += 1,

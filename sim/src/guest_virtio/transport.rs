@@ -333,6 +333,19 @@ impl VirtioPci {
         wanted: u64,
         max_sizes: &[u16],
     ) -> GuestResult<Vec<SplitQueue>> {
+        self.bring_up_with(cpu, alloc, wanted, max_sizes, true)
+    }
+
+    /// [`VirtioPci::bring_up`], optionally without MSI-X: every vector is then
+    /// `NO_VECTOR` and the device interrupts through its legacy INTx line.
+    pub fn bring_up_with(
+        &mut self,
+        cpu: &mut GuestCpu,
+        alloc: &mut GuestAlloc,
+        wanted: u64,
+        max_sizes: &[u16],
+        msix: bool,
+    ) -> GuestResult<Vec<SplitQueue>> {
         cpu.note(format!("virtio {:02x}: enable, reset", self.func.slot));
         self.enable(cpu)?;
         self.reset(cpu)?;
@@ -350,12 +363,18 @@ impl VirtioPci {
                 format!("{nq} queues, {} needed", max_sizes.len()),
             ));
         }
-        cpu.note(format!("virtio {:02x}: MSI-X and queues", self.func.slot));
-        self.enable_msix(cpu, 1 + max_sizes.len() as u16)?;
-        self.set_config_vector(cpu, 0)?;
         let mut queues = Vec::new();
+        if msix {
+            cpu.note(format!("virtio {:02x}: MSI-X and queues", self.func.slot));
+            self.enable_msix(cpu, 1 + max_sizes.len() as u16)?;
+            self.set_config_vector(cpu, 0)?;
+        } else {
+            cpu.note(format!("virtio {:02x}: INTx and queues", self.func.slot));
+            self.set_config_vector(cpu, NO_VECTOR)?;
+        }
         for (i, &max) in max_sizes.iter().enumerate() {
-            queues.push(self.setup_queue(cpu, alloc, i as u16, max, 1 + i as u16)?);
+            let v = if msix { 1 + i as u16 } else { NO_VECTOR };
+            queues.push(self.setup_queue(cpu, alloc, i as u16, max, v)?);
         }
         for q in &queues {
             self.enable_queue(cpu, q.index)?;
@@ -370,6 +389,19 @@ impl VirtioPci {
 /// The APIC vector MSI-X entry `n` of a device set up by [`VirtioPci::bring_up`] uses.
 pub fn vector_of(entry: u16) -> u8 {
     (VECTOR_BASE + u32::from(entry)) as u8
+}
+
+impl VirtioPci {
+    /// The vector queue `q`'s completions arrive on: its MSI-X entry's, or the
+    /// legacy line's (`0x20 + interrupt line`) when it has no MSI-X vector.
+    pub fn irq_vector(&self, cpu: &mut GuestCpu, q: &SplitQueue) -> GuestResult<u8> {
+        if q.vector == NO_VECTOR {
+            let line = pci::read(cpu, self.func.slot, 0x3c, 1)? as u8;
+            Ok(0x20u8.wrapping_add(line))
+        } else {
+            Ok(vector_of(q.vector))
+        }
+    }
 }
 
 /// Waits for an interrupt whose vector is `vector`, stashing others in
