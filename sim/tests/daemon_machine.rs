@@ -1,0 +1,145 @@
+//! The daemon's whole machine assembly (`Machine::build_on`) on the `sim`
+//! hypervisor: the daemon loads a (synthetic) bzImage, builds the boot state,
+//! wires cobd0 from a colinux.conf as virtio-blk, starts its vCPU threads —
+//! and the scripted guest, entered in the driver's boot state (checked by the
+//! world-switch model), finds the disk, reads and writes it, and powers the
+//! machine off through the ACPI port.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use colinux_daemon::vmm::console::ConsoleOut;
+use colinux_daemon::vmm::machine::{self, Machine, MachineSpec};
+use colinux_daemon::vmm::vcpu::{self, MachineEvent};
+use colinux_driver::acpi::{S5_SLEEP_TYPE, SLEEP_CONTROL_PORT};
+use colinux_driver::hypervisor::StandardRegisters;
+use colinux_driver::layout::{KERNEL_START, ZERO_PAGE_START};
+use colinux_sim::guest::GuestEnd;
+use colinux_sim::guest_virtio::blk::{BlkDriver, BlkOp};
+use colinux_sim::guest_virtio::GuestAlloc;
+use colinux_sim::machine::GUEST_HEAP_START;
+use colinux_sim::trace::Event;
+use colinux_sim::vm::{GuestOutcome, SimConfig, SimHypervisor};
+use common::*;
+use vm_memory::{Bytes, GuestAddress};
+
+/// A minimal bzImage: a boot-protocol 2.15 setup header with a 64-bit entry,
+/// and a 4 KiB protected-mode part.
+fn fake_bzimage(path: &Path) {
+    let mut img = vec![0u8; 5 * 512 + 4096];
+    img[0x1f1] = 4; // setup_sects
+    img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    img[0x211] = 1; // LOADED_HIGH
+    img[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+    img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    img[0x230..0x234].copy_from_slice(&0x100_0000u32.to_le_bytes());
+    img[0x236..0x238].copy_from_slice(&1u16.to_le_bytes()); // XLF_KERNEL_64
+    img[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+    img[5 * 512 + 0x200] = 0xf4; // hlt at the 64-bit entry
+    std::fs::write(path, img).unwrap();
+}
+
+#[test]
+fn daemon_machine_boots_the_scripted_guest() {
+    let disk = temp_disk(32);
+    let kernel = disk.dir.path().join("vmlinuz");
+    fake_bzimage(&kernel);
+    let text = format!(
+        "kernel={} cobd0={} mem=64 root=/dev/cobd0",
+        kernel.display(),
+        disk.path.display()
+    );
+    let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), disk.dir.path()).unwrap();
+    let spec = MachineSpec {
+        mem_mib: 64,
+        cpus: 2,
+        kernel: kernel.clone(),
+        initrd: None,
+        cmdline: "root=/dev/cobd0 console=ttyS0".into(),
+        config,
+    };
+    let hv = SimHypervisor::new(SimConfig::default());
+    let entry = Arc::new(Mutex::new(None::<StandardRegisters>));
+    let entry2 = entry.clone();
+    let want = disk.contents[7 * 512..8 * 512].to_vec();
+    hv.set_program(
+        0,
+        Box::new(move |cpu| {
+            *entry2.lock().unwrap() = Some(*cpu.regs());
+            // The zero page the daemon wrote: setup header magic and command line.
+            let mem = cpu.mem().clone();
+            let mut magic = [0u8; 4];
+            mem.read_slice(&mut magic, GuestAddress(ZERO_PAGE_START + 0x202))
+                .unwrap_or_default();
+            ensure(&magic == b"HdrS", "zero page without the setup header")?;
+            let cmdline_ptr: u32 = mem
+                .read_obj(GuestAddress(ZERO_PAGE_START + 0x228))
+                .unwrap_or(0);
+            let mut cmd = [0u8; 29];
+            mem.read_slice(&mut cmd, GuestAddress(u64::from(cmdline_ptr)))
+                .unwrap_or_default();
+            ensure(&cmd == b"root=/dev/cobd0 console=ttyS0", "command line")?;
+            let mut heap = GuestAlloc::new(GUEST_HEAP_START, 60 << 20);
+            let f = find(cpu, 0x1042)?;
+            let mut d = BlkDriver::init(cpu, &f, &mut heap, 16, true)?;
+            let r = d.submit(
+                cpu,
+                &[
+                    BlkOp::GetId,
+                    BlkOp::Read {
+                        sector: 7,
+                        sectors: 1,
+                    },
+                    BlkOp::Write {
+                        sector: 0,
+                        data: vec![0xc0; 512],
+                    },
+                    BlkOp::Flush,
+                ],
+            )?;
+            ensure(r.iter().all(|x| x.status == 0), "status")?;
+            ensure(r[0].data.starts_with(b"cobd0\0"), "serial")?;
+            ensure(r[1].data == want, "sector 7")?;
+            cpu.note("acpi: poweroff");
+            cpu.outb(SLEEP_CONTROL_PORT, (S5_SLEEP_TYPE << 2) | (1 << 5))?;
+            Ok(GuestEnd::Idle)
+        }),
+    );
+    let (tx, rx) = mpsc::channel();
+    let mut m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
+    vcpu::install_kick_handler().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = m.start(stop.clone()).unwrap();
+    let ev = rx.recv_timeout(Duration::from_secs(20));
+    machine::stop_vcpus(&stop, handles);
+    let vm = hv.vm(0).unwrap();
+    assert_eq!(ev, Ok(MachineEvent::Poweroff), "{:?}", vm.outcome(0));
+    assert_eq!(vm.outcome(0), Some(GuestOutcome::Ended(GuestEnd::Idle)));
+    assert_eq!(vm.devices_created(), (true, true), "irqchip and PIT");
+    // The guest started at the bzImage's 64-bit entry with RSI at the zero page.
+    let r = entry.lock().unwrap().unwrap();
+    assert_eq!(r.rip, KERNEL_START + 0x200);
+    assert_eq!(r.rsi, ZERO_PAGE_START);
+    // The driver's boot state passed every entry rule of the world-switch model.
+    let events = vm.trace().events();
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::EntryRefused { .. })));
+    assert!(matches!(
+        events.first(),
+        Some(Event::Entry {
+            vcpu: 0,
+            monitor_set: true,
+            ..
+        })
+    ));
+    // The write reached the image.
+    let img = std::fs::read(&disk.path).unwrap();
+    assert_eq!(&img[..512], &[0xc0; 512][..]);
+}
