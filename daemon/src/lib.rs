@@ -8,4 +8,11 @@ pub mod vmm;
 /// `colinux-daemon --capabilities`; the harness skips scenarios that need
 /// anything missing). Each part adds its names as it lands: "boot", "cobd",
 /// "net-slirp", ...
-pub const CAPABILITIES: &[&str] = &["boot"];
+pub const CAPABILITIES: &[&str] = &[
+    "boot",
+    "cobd",
+    "slirp",
+    "net-slirp",
+    "net-tuntap",
+    "net-bridged",
+];
