@@ -120,7 +120,14 @@ fn daemon_machine_boots_the_scripted_guest() {
     machine::stop_vcpus(&stop, handles);
     let vm = hv.vm(0).unwrap();
     assert_eq!(ev, Ok(MachineEvent::Poweroff), "{:?}", vm.outcome(0));
-    assert_eq!(vm.outcome(0), Some(GuestOutcome::Ended(GuestEnd::Idle)));
+    // The daemon stops the vCPUs as soon as the ACPI write lands, possibly
+    // before the program gets to return: either way it did not fail.
+    let outcome = vm.outcome(0);
+    assert!(
+        matches!(outcome, None | Some(GuestOutcome::Ended(GuestEnd::Idle))),
+        "{outcome:?}"
+    );
+    assert!(vm.trace().render().contains("acpi: poweroff"));
     assert_eq!(vm.devices_created(), (true, true), "irqchip and PIT");
     // The guest started at the bzImage's 64-bit entry with RSI at the zero page.
     let r = entry.lock().unwrap().unwrap();
@@ -131,14 +138,13 @@ fn daemon_machine_boots_the_scripted_guest() {
     assert!(!events
         .iter()
         .any(|e| matches!(e, Event::EntryRefused { .. })));
-    assert!(matches!(
-        events.first(),
-        Some(Event::Entry {
-            vcpu: 0,
-            monitor_set: true,
-            ..
-        })
-    ));
+    let first = events
+        .iter()
+        .find(|e| matches!(e, Event::Entry { vcpu: 0, .. }));
+    assert!(
+        matches!(first, Some(Event::Entry { monitor_set: true, rip, .. }) if *rip == KERNEL_START + 0x200),
+        "{first:?}"
+    );
     // The write reached the image.
     let img = std::fs::read(&disk.path).unwrap();
     assert_eq!(&img[..512], &[0xc0; 512][..]);
