@@ -25,8 +25,16 @@ fn tap_in(ns: &NetNs, name: &str) -> TapBackend {
 
 /// ARP for the host side, then ping it; returns the host side's MAC.
 fn arp_and_ping(b: &mut dyn NetBackend) -> [u8; 6] {
-    b.send(&arp_request(GUEST_MAC, GUEST_IP, HOST_IP)).unwrap();
-    let reply = wait_frame(b, T, |f| arp_reply_from(f, HOST_IP).is_some()).expect("ARP reply");
+    // A fresh link may drop the first frames while its carrier comes up:
+    // retry like a real ARP client.
+    let reply = (0..10)
+        .find_map(|_| {
+            b.send(&arp_request(GUEST_MAC, GUEST_IP, HOST_IP)).unwrap();
+            wait_frame(b, Duration::from_millis(500), |f| {
+                arp_reply_from(f, HOST_IP).is_some()
+            })
+        })
+        .expect("ARP reply");
     let host_mac = arp_reply_from(&reply, HOST_IP).unwrap();
     assert_eq!(&reply[0..6], &GUEST_MAC, "ARP reply addressed to the guest");
     let data = b"colinux-ping-payload";
@@ -62,7 +70,7 @@ fn arp_and_ping_through_tap() {
     );
     arp_and_ping(&mut tap);
     let st = tap.stats();
-    assert_eq!(st.tx_frames, 2);
+    assert!(st.tx_frames >= 2 && st.tx_dropped == 0, "{st:?}");
     assert!(st.rx_frames >= 2, "{st:?}");
 }
 
@@ -175,4 +183,21 @@ fn oversize_frames_from_the_host_are_counted_and_dropped() {
     assert_eq!(&parse_ipv4(&got).unwrap().l4[8..], b"small");
     assert!(got.len() <= colinux_net::MAX_FRAME_LEN);
     assert_eq!(tap.stats().rx_dropped, 1, "{:?}", tap.stats());
+}
+
+#[test]
+fn tap_down_drops_frames_and_recovers_when_up() {
+    if !root_or_skip("tap_down_drops_frames_and_recovers_when_up") {
+        return;
+    }
+    let ns = NetNs::new("tapdown");
+    let mut tap = tap_in(&ns, "coltap4");
+    arp_and_ping(&mut tap);
+    ns.ip(&["link", "set", "coltap4", "down"]);
+    let before = tap.stats().tx_dropped;
+    tap.send(&arp_request(GUEST_MAC, GUEST_IP, HOST_IP))
+        .expect("a down TAP is not fatal");
+    assert_eq!(tap.stats().tx_dropped, before + 1);
+    ns.ip(&["link", "set", "coltap4", "up"]);
+    arp_and_ping(&mut tap);
 }
