@@ -159,3 +159,42 @@ impl NetBackend for Loopback {
         lock(&self.handle.state).stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readable(fd: RawFd) -> bool {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; zero timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn echo_faults_and_stall() {
+        let (mut b, h) = Loopback::new(true).unwrap();
+        let mut buf = [0u8; 64];
+        assert!(!readable(b.ready_fd()));
+        assert_eq!(b.recv(&mut buf).unwrap(), None);
+        h.fail_sends(1);
+        assert!(b.send(&[1; 20]).is_err());
+        b.send(&[2; 20]).unwrap();
+        assert!(readable(b.ready_fd()), "echoed frame pending");
+        h.set_stalled(true);
+        assert!(!readable(b.ready_fd()));
+        assert_eq!(b.recv(&mut buf).unwrap(), None);
+        h.set_stalled(false);
+        h.fail_recvs(1);
+        assert!(b.recv(&mut buf).is_err());
+        assert_eq!(b.recv(&mut buf).unwrap(), Some(20));
+        assert_eq!(&buf[..20], &[2; 20]);
+        assert!(!readable(b.ready_fd()), "drained");
+        assert_eq!(h.sent(), vec![vec![2; 20]]);
+        let s = b.stats();
+        assert_eq!((s.tx_frames, s.tx_dropped, s.rx_frames), (1, 1, 1));
+    }
+}

@@ -482,3 +482,46 @@ impl Hypervisor for SimHypervisor {
         Ok(crate::world::supported_cpuid())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msi_routing_lines_and_refusals_are_traced() {
+        let vm = SimVm::new(SimConfig::default());
+        vm.send_msi(0xfee0_1000, 0x51).unwrap();
+        vm.send_msi(0xfee0_0000, 0x52).unwrap();
+        assert!(vm.send_msi(0xdead_0000, 0x53).is_err());
+        vm.set_faults(FaultPlan::new().failing_msis(1));
+        assert!(vm.send_msi(0xfee0_0000, 0x54).is_err());
+        InterruptSink::set_irq_line(&vm, 5, true).unwrap();
+        InterruptSink::set_irq_line(&vm, 5, true).unwrap();
+        InterruptSink::set_irq_line(&vm, 5, false).unwrap();
+        let s = &vm.shared;
+        assert_eq!(
+            s.take_pending(0),
+            vec![
+                Interrupt::Msi {
+                    address: 0xfee0_0000,
+                    data: 0x52
+                },
+                Interrupt::Line { irq: 5 }
+            ]
+        );
+        assert_eq!(
+            s.take_pending(1),
+            vec![Interrupt::Msi {
+                address: 0xfee0_1000,
+                data: 0x51
+            }]
+        );
+        let t = vm.trace().render();
+        assert!(
+            t.contains("dropped msi addr=0xdead0000 data=0x53: address outside the APIC window")
+        );
+        assert!(t.contains("dropped msi addr=0xfee00000 data=0x54: injected delivery failure"));
+        assert_eq!(t.matches("inject line irq=5").count(), 1, "one edge: {t}");
+        assert!(t.contains("line irq=5 low"));
+    }
+}

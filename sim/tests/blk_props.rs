@@ -196,7 +196,7 @@ fn oracle_run(batches: Vec<Vec<Op>>, read_only: bool, event_idx: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(40)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(96)))]
 
     #[test]
     fn requests_match_the_disk_oracle(
@@ -328,7 +328,7 @@ fn submit_hostile(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(40)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(96)))]
 
     #[test]
     fn hostile_chains_are_rejected(chains in prop::collection::vec(hostile(), 1..3), event_idx in any::<bool>()) {

@@ -88,7 +88,7 @@ fn baseline() -> Vec<Event> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(32)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
     /// EINTR and spurious exits at random points: the loop retries, the guest
     /// sees exactly the same machine, and the trace shows every fault.

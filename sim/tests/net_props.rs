@@ -167,7 +167,7 @@ fn echo_run(frames: Vec<(usize, u8)>, chunk: usize, qsize: u16, event_idx: bool,
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(40)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
 
     #[test]
     fn loopback_frames_arrive_once_in_order_unchanged(
@@ -212,7 +212,7 @@ fn tx_defect() -> impl Strategy<Value = TxDefect> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(40)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
 
     /// Hostile transmit chains are dropped (nothing reaches the backend), all
     /// come back to the guest, and the card keeps working.

@@ -82,7 +82,7 @@ fn probe_vcpu(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(64)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(128)))]
 
     #[test]
     fn monitor_state_survives_exits_and_reaches_the_guest(r1 in regs(), r2 in regs(), value in any::<u8>()) {
@@ -342,5 +342,59 @@ fn virtio_blk_over_the_legacy_intx_line() {
         (raised, lowered),
         (3, 3),
         "raised per completion, lowered by the ISR read"
+    );
+}
+
+/// Two vCPUs on their own threads: an MSI reaches the vCPU its destination
+/// APIC id names, and only that one.
+#[test]
+fn msi_reaches_the_destination_vcpu_only() {
+    let m = machine();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut vcpus = Vec::new();
+    for id in 0..2u32 {
+        let got = got.clone();
+        m.vm.set_program(
+            id,
+            Box::new(move |cpu| {
+                let r = cpu.wait_interrupt(Duration::from_millis(if id == 1 { 3000 } else { 300 }));
+                got.lock().unwrap().push((cpu.id(), r.ok()));
+                Ok(GuestEnd::Poweroff)
+            }),
+        );
+        vcpus.push(m.vm.create_sim_vcpu(id));
+    }
+    let handles: Vec<_> = vcpus
+        .into_iter()
+        .map(|mut v| {
+            std::thread::spawn(move || loop {
+                match v.run() {
+                    Ok(VmExit::Interrupted) => continue,
+                    Ok(VmExit::Poweroff) => return Ok(()),
+                    Ok(other) => return Err(format!("{other:?}")),
+                    Err(e) => return Err(e.to_string()),
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    m.vm.signal_msi(0xfee0_1000, 0x77).unwrap();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), Ok(()));
+    }
+    let mut got = got.lock().unwrap().clone();
+    got.sort_by_key(|g| g.0);
+    assert_eq!(
+        got,
+        vec![
+            (0, None),
+            (
+                1,
+                Some(Interrupt::Msi {
+                    address: 0xfee0_1000,
+                    data: 0x77
+                })
+            )
+        ]
     );
 }

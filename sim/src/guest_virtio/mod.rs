@@ -46,3 +46,20 @@ impl GuestAlloc {
         Ok(GuestAlloc::new(a, a + size))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocator_aligns_and_refuses_overflow() {
+        let mut a = GuestAlloc::new(0x1001, 0x4000);
+        assert_eq!(a.alloc(16, 16).unwrap(), 0x1010);
+        assert_eq!(a.alloc(1, 4096).unwrap(), 0x2000);
+        let mut s = a.split(0x1000).unwrap();
+        assert_eq!(s.alloc(0x1000, 1).unwrap(), 0x3000);
+        assert!(s.alloc(1, 1).is_err());
+        assert!(a.alloc(1, 1).is_err());
+        assert!(GuestAlloc::new(u64::MAX - 4, u64::MAX).alloc(8, 1).is_err());
+    }
+}
