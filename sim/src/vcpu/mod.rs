@@ -8,15 +8,17 @@
 //! to/from `[rbx]` for MMIO and `hlt`; everything else the program does is
 //! plain RAM access and does not exit.
 
+mod exits;
+
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use colinux_driver::hypervisor::{
-    CpuIdEntry, FpuState, HypervisorError, IoEventAddress, LapicState, MsrEntry, Result,
-    SpecialRegisters, StandardRegisters, Vcpu, VmExit,
+    CpuIdEntry, FpuState, HypervisorError, LapicState, MsrEntry, Result, SpecialRegisters,
+    StandardRegisters, Vcpu, VmExit,
 };
 use vm_memory::GuestMemoryMmap;
 
@@ -24,7 +26,7 @@ use crate::fault::Fault;
 use crate::guest::{GuestCpu, GuestEnd, Request, Resume};
 use crate::trace::{Event, ExitKind, Interrupt};
 use crate::vm::{GuestOutcome, VmShared};
-use crate::world::{self, merge_register, mmio_insn_len, pio_insn_len};
+use crate::world::{self, merge_register};
 
 /// Architectural state of one vCPU, as the monitor reads and writes it.
 #[derive(Clone)]
@@ -121,6 +123,11 @@ impl SimVcpu {
     /// Number of `run()` calls so far.
     pub fn runs(&self) -> u64 {
         self.runs
+    }
+
+    /// The guest memory this vCPU's VM maps (for tests).
+    pub fn memory(&self) -> Option<GuestMemoryMmap> {
+        lock(&self.vm.memory).clone()
     }
 
     /// The CPUID leaves the monitor set.
@@ -492,195 +499,5 @@ impl Vcpu for SimVcpu {
             }
         }
         self.next_exit()
-    }
-}
-
-impl SimVcpu {
-    /// Interrupts that end a halt: `hlt` completes (RIP moves past it).
-    fn deliver_after_halt(&self, irqs: &[Interrupt]) {
-        let mut st = lock(&self.state);
-        st.regs.rip = st.regs.rip.wrapping_add(1);
-        drop(st);
-        self.deliver(irqs);
-    }
-
-    /// Waits for the guest's next exit and returns it.
-    fn next_exit(&mut self) -> Result<VmExit<'_>> {
-        loop {
-            let Some(link) = &self.link else {
-                let e = self.end_with(Err("the guest is not running".into()));
-                return Ok(self.end_exit(e));
-            };
-            let req = match link.rx.recv_timeout(self.vm.config.step_timeout) {
-                Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(HypervisorError::Unsupported(format!(
-                        "sim vCPU {}: the guest program did not reach its next instruction within {:?}",
-                        self.id, self.vm.config.step_timeout
-                    )))
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let e = self.end_with(Err("the guest thread ended without a word".into()));
-                    return Ok(self.end_exit(e));
-                }
-            };
-            match req {
-                Request::In { port, size } => {
-                    let size = clamp_pio(size);
-                    lock(&self.state).regs.rdx = u64::from(port);
-                    self.exit_event(ExitKind::IoIn { port, size });
-                    self.owed = Owed::Read {
-                        size,
-                        len: pio_insn_len(size),
-                    };
-                    self.buf = [0; 8];
-                    return Ok(VmExit::IoIn {
-                        port,
-                        data: &mut self.buf[..usize::from(size)],
-                    });
-                }
-                Request::Out { port, size, value } => {
-                    let size = clamp_pio(size);
-                    let len = pio_insn_len(size);
-                    {
-                        let mut st = lock(&self.state);
-                        st.regs.rax = merge_register(st.regs.rax, value, size);
-                        st.regs.rdx = u64::from(port);
-                    }
-                    if self
-                        .vm
-                        .ioevent(IoEventAddress::Pio(u64::from(port)), size, value)
-                    {
-                        self.ioevent_done(u64::from(port), len)?;
-                        continue;
-                    }
-                    self.exit_event(ExitKind::IoOut { port, size, value });
-                    self.owed = Owed::Advance(len);
-                    self.buf = value.to_le_bytes();
-                    return Ok(VmExit::IoOut {
-                        port,
-                        data: &self.buf[..usize::from(size)],
-                    });
-                }
-                Request::MmioRead { addr, size } => {
-                    let size = clamp_mmio(size);
-                    lock(&self.state).regs.rbx = addr;
-                    self.exit_event(ExitKind::MmioRead { addr, size });
-                    self.owed = Owed::Read {
-                        size,
-                        len: mmio_insn_len(size),
-                    };
-                    self.buf = [0; 8];
-                    return Ok(VmExit::MmioRead {
-                        addr,
-                        data: &mut self.buf[..usize::from(size)],
-                    });
-                }
-                Request::MmioWrite { addr, size, value } => {
-                    let size = clamp_mmio(size);
-                    let len = mmio_insn_len(size);
-                    {
-                        let mut st = lock(&self.state);
-                        st.regs.rax = merge_register(st.regs.rax, value, size);
-                        st.regs.rbx = addr;
-                    }
-                    if self.vm.ioevent(IoEventAddress::Mmio(addr), size, value) {
-                        self.ioevent_done(addr, len)?;
-                        continue;
-                    }
-                    self.exit_event(ExitKind::MmioWrite { addr, size, value });
-                    self.owed = Owed::Advance(len);
-                    self.buf = value.to_le_bytes();
-                    return Ok(VmExit::MmioWrite {
-                        addr,
-                        data: &self.buf[..usize::from(size)],
-                    });
-                }
-                Request::Halt { patience } => {
-                    let deadline = Instant::now() + patience;
-                    let irqs = self.vm.take_pending(self.id);
-                    if !irqs.is_empty() {
-                        self.deliver_after_halt(&irqs);
-                        self.resume_or_fail(irqs)?;
-                        continue;
-                    }
-                    if !self.vm.has_irqchip() {
-                        // No in-kernel irqchip: `hlt` is the monitor's business.
-                        self.exit_event(ExitKind::Halt);
-                        self.owed = Owed::Halt { deadline };
-                        return Ok(VmExit::Halt);
-                    }
-                    match self.halt_wait(deadline) {
-                        HaltEnd::Resume(irqs, timed_out) => {
-                            self.deliver_after_halt(&irqs);
-                            let regs = lock(&self.state).regs;
-                            let ok = self.link.as_ref().is_some_and(|l| {
-                                l.tx.send(Resume {
-                                    value: 0,
-                                    irqs,
-                                    regs,
-                                    timed_out,
-                                })
-                                .is_ok()
-                            });
-                            if !ok {
-                                let e = self.end_with(Err("the guest thread vanished".into()));
-                                return Ok(self.end_exit(e));
-                            }
-                        }
-                        HaltEnd::Kick => return Ok(self.kick_exit(deadline)),
-                    }
-                }
-                Request::End(end) => {
-                    let e = self.end_with(end);
-                    return Ok(self.end_exit(e));
-                }
-            }
-        }
-    }
-
-    fn resume_or_fail(&mut self, irqs: Vec<Interrupt>) -> Result<()> {
-        if self.resume(0, irqs, false) {
-            Ok(())
-        } else {
-            Err(HypervisorError::Unsupported(format!(
-                "sim vCPU {}: the guest thread vanished",
-                self.id
-            )))
-        }
-    }
-
-    /// A write absorbed by an ioeventfd: the instruction completes in place.
-    fn ioevent_done(&mut self, addr: u64, len: u64) -> Result<()> {
-        self.trace(Event::IoEvent {
-            vcpu: self.id,
-            addr,
-        });
-        {
-            let mut st = lock(&self.state);
-            st.regs.rip = st.regs.rip.wrapping_add(len);
-        }
-        let irqs = self.vm.take_pending(self.id);
-        self.deliver(&irqs);
-        self.resume_or_fail(irqs)
-    }
-
-    /// The guest memory this vCPU's VM maps (for tests).
-    pub fn memory(&self) -> Option<GuestMemoryMmap> {
-        lock(&self.vm.memory).clone()
-    }
-}
-
-fn clamp_pio(size: u8) -> u8 {
-    match size {
-        1 | 2 => size,
-        _ => 4,
-    }
-}
-
-fn clamp_mmio(size: u8) -> u8 {
-    match size {
-        1 | 2 | 4 => size,
-        _ => 8,
     }
 }
