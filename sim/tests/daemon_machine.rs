@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use colinux_daemon::vmm::console::ConsoleOut;
+use colinux_daemon::vmm::devices::spawn_backend_poller;
 use colinux_daemon::vmm::machine::{self, Machine, MachineSpec};
 use colinux_daemon::vmm::vcpu::{self, MachineEvent};
 use colinux_driver::acpi::{S5_SLEEP_TYPE, SLEEP_CONTROL_PORT};
@@ -20,6 +21,7 @@ use colinux_driver::hypervisor::StandardRegisters;
 use colinux_driver::layout::{KERNEL_START, ZERO_PAGE_START};
 use colinux_sim::guest::GuestEnd;
 use colinux_sim::guest_virtio::blk::{BlkDriver, BlkOp};
+use colinux_sim::guest_virtio::net::NetDriver;
 use colinux_sim::guest_virtio::GuestAlloc;
 use colinux_sim::machine::GUEST_HEAP_START;
 use colinux_sim::trace::Event;
@@ -148,4 +150,72 @@ fn daemon_machine_boots_the_scripted_guest() {
     // The write reached the image.
     let img = std::fs::read(&disk.path).unwrap();
     assert_eq!(&img[..512], &[0xc0; 512][..]);
+}
+
+fn arp_request(mac: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[10, 0, 2, 15]);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&[10, 0, 2, 2]);
+    f
+}
+
+/// `eth0=slirp` through the daemon's own wiring and backend poller thread:
+/// the guest asks slirp's gateway for its MAC address and gets the answer.
+#[test]
+fn daemon_machine_slirp_answers_arp() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("vmlinuz");
+    fake_bzimage(&kernel);
+    let text = format!("kernel={} eth0=slirp mem=64", kernel.display());
+    let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), dir.path()).unwrap();
+    let spec = MachineSpec {
+        mem_mib: 64,
+        cpus: 1,
+        kernel,
+        initrd: None,
+        cmdline: "console=ttyS0".into(),
+        config,
+    };
+    let hv = SimHypervisor::new(SimConfig::default());
+    let reply = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let reply2 = reply.clone();
+    hv.set_program(
+        0,
+        Box::new(move |cpu| {
+            let mut heap = GuestAlloc::new(GUEST_HEAP_START, 60 << 20);
+            let f = find(cpu, 0x1041)?;
+            let mut d = NetDriver::init(cpu, &f, &mut heap, 16, true)?;
+            d.send(cpu, &[arp_request(d.mac)])?;
+            for _ in 0..8 {
+                for fr in d.recv(cpu, 1)? {
+                    if fr.len() >= 42 && fr[12..14] == [8, 6] && fr[20..22] == [0, 2] {
+                        *reply2.lock().unwrap() = Some(fr);
+                        cpu.outb(SLEEP_CONTROL_PORT, (S5_SLEEP_TYPE << 2) | (1 << 5))?;
+                        return Ok(GuestEnd::Idle);
+                    }
+                }
+            }
+            Err(colinux_sim::guest::GuestError::Device(
+                "no ARP reply from slirp".into(),
+            ))
+        }),
+    );
+    let (tx, rx) = mpsc::channel();
+    let mut m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
+    vcpu::install_kick_handler().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = spawn_backend_poller(m.pci.clone(), stop.clone());
+    let handles = m.start(stop.clone()).unwrap();
+    let ev = rx.recv_timeout(Duration::from_secs(20));
+    machine::stop_vcpus(&stop, handles);
+    poller.join().unwrap();
+    let vm = hv.vm(0).unwrap();
+    assert_eq!(ev, Ok(MachineEvent::Poweroff), "{:?}", vm.outcome(0));
+    let r = reply.lock().unwrap().clone().expect("ARP reply");
+    assert_eq!(&r[28..32], &[10, 0, 2, 2], "sender is the slirp gateway");
+    assert_eq!(&r[38..42], &[10, 0, 2, 15], "target is the guest");
 }
