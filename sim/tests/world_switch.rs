@@ -398,3 +398,34 @@ fn msi_reaches_the_destination_vcpu_only() {
         ]
     );
 }
+
+/// Without an in-kernel irqchip `hlt` is the monitor's business: the vCPU
+/// exits with `Halt`, and an interrupt the monitor raises ends the halt at the
+/// next entry.
+#[test]
+fn halt_exits_without_an_irqchip() {
+    use colinux_sim::vm::{SimConfig, SimVm};
+    let vm = SimVm::new(SimConfig::default());
+    vm.set_program(
+        0,
+        Box::new(|cpu| {
+            let i = cpu.wait_interrupt(Duration::from_secs(2))?;
+            cpu.outb(0x80, i.vector())?;
+            Ok(GuestEnd::Poweroff)
+        }),
+    );
+    let mut v = vm.create_sim_vcpu(0);
+    let rip = v.get_regs().unwrap().rip;
+    assert!(matches!(v.run().unwrap(), VmExit::Halt));
+    assert_eq!(v.get_regs().unwrap().rip, rip, "RIP at the hlt");
+    vm.signal_msi(0xfee0_0000, 0x3c).unwrap();
+    match v.run().unwrap() {
+        VmExit::IoOut { port: 0x80, data } => assert_eq!(data, &[0x3c]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(v.get_regs().unwrap().rip, rip + 1, "hlt completed");
+    assert!(matches!(v.run().unwrap(), VmExit::Poweroff));
+    let t = vm.trace().render();
+    assert!(t.contains("exit rip=0xfff0 halt"), "{t}");
+    assert!(t.contains("deliver vector=0x3c"), "{t}");
+}
