@@ -6,12 +6,24 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Output of the serial console: buffered, flushed on newline and by [`ticker`].
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ConsoleOut {
     buf: Arc<Mutex<Vec<u8>>>,
+    started: Instant,
+    first: Arc<std::sync::Once>,
+}
+
+impl Default for ConsoleOut {
+    fn default() -> Self {
+        Self {
+            buf: Arc::default(),
+            started: Instant::now(),
+            first: Arc::new(std::sync::Once::new()),
+        }
+    }
 }
 
 impl ConsoleOut {
@@ -29,6 +41,12 @@ impl ConsoleOut {
 
 impl Write for ConsoleOut {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.first.call_once(|| {
+            tracing::debug!(
+                ms = self.started.elapsed().as_millis() as u64,
+                "first guest console output"
+            );
+        });
         let flush = {
             let mut b = self.buf.lock().unwrap_or_else(|e| e.into_inner());
             b.extend_from_slice(data);

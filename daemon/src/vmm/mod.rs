@@ -87,6 +87,7 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
     }
     vcpu::install_kick_handler().context("installing the vCPU kick handler")?;
 
+    let started = std::time::Instant::now();
     let (tx, rx) = mpsc::channel();
     let out = console::ConsoleOut::default();
     let mut m = machine::Machine::build(spec, tx.clone(), out.clone())?;
@@ -114,6 +115,7 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
         prev_hook(info);
     }));
 
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "machine built");
     let handles = m.start(stop.clone())?;
     let poller = (!spec.config.network.is_empty())
         .then(|| devices::spawn_backend_poller(m.pci.clone(), stop.clone()));

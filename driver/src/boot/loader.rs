@@ -133,6 +133,10 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
             end: r.kernel_end,
         });
     }
+    if let Some(k) = load_bzimage_fast(mem, &mut file, path)? {
+        return Ok(k);
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
     let r = BzImage::load(
         mem,
         Some(GuestAddress(KERNEL_START)),
@@ -159,6 +163,57 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
         },
         end: r.kernel_end,
     })
+}
+
+/// Boots a bzImage whose payload the monitor can decompress (LZ4) as its
+/// uncompressed vmlinux, skipping the in-guest decompressor; `None` when the
+/// image does not qualify (then it boots as a plain bzImage).
+fn load_bzimage_fast(
+    mem: &GuestMemoryMmap,
+    file: &mut File,
+    path: &Path,
+) -> Result<Option<LoadedKernel>, LoadError> {
+    let mut image = Vec::new();
+    file.read_to_end(&mut image).map_err(io_err(path))?;
+    let Some(header) = super::vmlinux::setup_header_of(&image) else {
+        return Ok(None);
+    };
+    let (version, xloadflags) = (header.version, header.xloadflags);
+    if version < 0x020c || xloadflags & XLF_KERNEL_64 == 0 {
+        return Ok(None);
+    }
+    let elf = match super::vmlinux::extract_vmlinux(&image) {
+        Ok(elf) => elf,
+        Err(e) => {
+            tracing::debug!("{}: booting the bzImage as is ({e})", path.display());
+            return Ok(None);
+        }
+    };
+    drop(image);
+    let mut cursor = std::io::Cursor::new(elf);
+    match Elf::load(mem, None, &mut cursor, Some(GuestAddress(KERNEL_START))) {
+        Ok(r) => {
+            tracing::debug!(
+                entry = format_args!("{:#x}", r.kernel_load.0),
+                "{}: decompressed in the monitor; entering vmlinux directly",
+                path.display()
+            );
+            Ok(Some(LoadedKernel {
+                entry: KernelEntry::Linux64 {
+                    entry: r.kernel_load.0,
+                    header,
+                },
+                end: r.kernel_end,
+            }))
+        }
+        Err(e) => {
+            tracing::debug!(
+                "{}: vmlinux inside does not load ({e}); booting the bzImage",
+                path.display()
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// A setup header for an ELF vmlinux entered through the 64-bit boot protocol.

@@ -4,4 +4,6 @@
 pub mod cpu;
 pub mod gdt;
 pub mod loader;
+pub mod lz4;
 pub mod setup;
+pub mod vmlinux;

@@ -1,0 +1,176 @@
+//! LZ4 decompression for kernel payloads: the legacy frame format the kernel
+//! build uses (`lz4 -l`) and the LZ4 block format inside it.
+//!
+//! Input is a user-supplied kernel file, so every length and offset is checked:
+//! bad input is an error, never a panic or an out-of-bounds access.
+
+/// Magic number opening an LZ4 legacy frame (and possibly repeated between
+/// concatenated frames).
+pub const LEGACY_MAGIC: u32 = 0x184c_2102;
+/// Largest uncompressed size of one legacy block.
+pub const LEGACY_BLOCK_MAX: usize = 8 << 20;
+
+/// Why a stream does not decompress.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Lz4Error {
+    /// The stream does not start with the legacy magic.
+    #[error("not an LZ4 legacy stream")]
+    NotLegacy,
+    /// A block or length field runs past the end of the input.
+    #[error("LZ4 stream truncated at byte {0}")]
+    Truncated(usize),
+    /// A match refers to data before the start of the block.
+    #[error("LZ4 match offset {offset} at byte {at} reaches before the block start")]
+    BadOffset {
+        /// The offset.
+        offset: usize,
+        /// Input position.
+        at: usize,
+    },
+    /// A block decompresses to more than allowed.
+    #[error("LZ4 block decompresses beyond {0} bytes")]
+    TooLarge(usize),
+}
+
+fn read_len(src: &[u8], i: &mut usize, mut len: usize) -> Result<usize, Lz4Error> {
+    if len == 15 {
+        loop {
+            let b = *src.get(*i).ok_or(Lz4Error::Truncated(*i))?;
+            *i += 1;
+            len += usize::from(b);
+            if b != 255 {
+                break;
+            }
+        }
+    }
+    Ok(len)
+}
+
+/// Decompresses one LZ4 block, appending at most `max` bytes to `out`.
+pub fn decompress_block(src: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), Lz4Error> {
+    let start = out.len();
+    let mut i = 0;
+    while i < src.len() {
+        let token = src[i];
+        i += 1;
+        let lit = read_len(src, &mut i, usize::from(token >> 4))?;
+        let end = i
+            .checked_add(lit)
+            .filter(|&e| e <= src.len())
+            .ok_or(Lz4Error::Truncated(i))?;
+        if out.len() - start + lit > max {
+            return Err(Lz4Error::TooLarge(max));
+        }
+        out.extend_from_slice(&src[i..end]);
+        i = end;
+        if i == src.len() {
+            break;
+        }
+        let off_bytes = src.get(i..i + 2).ok_or(Lz4Error::Truncated(i))?;
+        let offset = usize::from(u16::from_le_bytes([off_bytes[0], off_bytes[1]]));
+        if offset == 0 || offset > out.len() - start {
+            return Err(Lz4Error::BadOffset { offset, at: i });
+        }
+        i += 2;
+        let len = read_len(src, &mut i, usize::from(token & 15))? + 4;
+        if out.len() - start + len > max {
+            return Err(Lz4Error::TooLarge(max));
+        }
+        let from = out.len() - offset;
+        if offset >= len {
+            out.extend_from_within(from..from + len);
+        } else {
+            for k in 0..len {
+                let b = out[from + k];
+                out.push(b);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decompresses a legacy-frame stream of at most `max_total` bytes of output.
+pub fn decompress_legacy(src: &[u8], max_total: usize) -> Result<Vec<u8>, Lz4Error> {
+    let magic = src.get(..4).ok_or(Lz4Error::NotLegacy)?;
+    if u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]) != LEGACY_MAGIC {
+        return Err(Lz4Error::NotLegacy);
+    }
+    let mut out = Vec::new();
+    let mut i = 4;
+    while i + 4 <= src.len() {
+        let size = u32::from_le_bytes([src[i], src[i + 1], src[i + 2], src[i + 3]]) as usize;
+        if size == LEGACY_MAGIC as usize {
+            i += 4;
+            continue;
+        }
+        // Anything that is not a whole block (e.g. the kernel build's appended
+        // uncompressed size) ends the stream.
+        let Some(block) = src.get(i + 4..i + 4 + size) else {
+            break;
+        };
+        let room = max_total.saturating_sub(out.len()).min(LEGACY_BLOCK_MAX);
+        decompress_block(block, &mut out, room)?;
+        i += 4 + size;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn literals_matches_and_overlap() {
+        // "abcd" literal then match offset 4 len 8 ("abcdabcd"), then literal "xyz".
+        let block = [0x44, b'a', b'b', b'c', b'd', 4, 0, 0x30, b'x', b'y', b'z'];
+        let mut out = Vec::new();
+        decompress_block(&block, &mut out, 100).unwrap();
+        assert_eq!(out, b"abcdabcdabcdxyz");
+        // Run-length: "a" then offset 1, len 4+15+3 = 22.
+        let block = [0x1f, b'a', 1, 0, 3, 0x00];
+        let mut out = Vec::new();
+        decompress_block(&block, &mut out, 100).unwrap();
+        assert_eq!(out, vec![b'a'; 23]);
+    }
+
+    #[test]
+    fn errors_instead_of_panics() {
+        let mut out = Vec::new();
+        assert_eq!(
+            decompress_block(&[0x10], &mut out, 10),
+            Err(Lz4Error::Truncated(1))
+        );
+        assert!(matches!(
+            decompress_block(&[0x10, b'a', 5, 0, 0x00], &mut out, 10),
+            Err(Lz4Error::BadOffset { .. })
+        ));
+        let mut out = Vec::new();
+        assert_eq!(
+            decompress_block(&[0x1f, b'a', 1, 0, 200], &mut out, 50),
+            Err(Lz4Error::TooLarge(50))
+        );
+        assert_eq!(
+            decompress_legacy(b"\x04\x22\x4d\x18", 10),
+            Err(Lz4Error::NotLegacy)
+        );
+        // Legacy frame with one block and a trailing size word.
+        let mut s = LEGACY_MAGIC.to_le_bytes().to_vec();
+        s.extend_from_slice(&4u32.to_le_bytes());
+        s.extend_from_slice(&[0x30, b'h', b'e', b'y']);
+        s.extend_from_slice(&3u32.to_le_bytes());
+        assert_eq!(decompress_legacy(&s, 100).unwrap(), b"hey");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
+            let mut out = Vec::new();
+            let _ = decompress_block(&data, &mut out, 4096);
+            prop_assert!(out.len() <= 4096);
+            let mut framed = LEGACY_MAGIC.to_le_bytes().to_vec();
+            framed.extend_from_slice(&data);
+            let _ = decompress_legacy(&framed, 1 << 16);
+        }
+    }
+}
