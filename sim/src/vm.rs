@@ -524,4 +524,38 @@ mod tests {
         assert_eq!(t.matches("inject line irq=5").count(), 1, "one edge: {t}");
         assert!(t.contains("line irq=5 low"));
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever mix of messages and line edges arrives, each vCPU gets its
+        /// interrupts exactly once, in arrival order.
+        #[test]
+        fn interrupts_arrive_in_order(seq in prop::collection::vec((0u8..3, 0u32..4, any::<u8>()), 0..64)) {
+            let vm = SimVm::new(SimConfig::default());
+            let mut want: BTreeMap<u32, Vec<Interrupt>> = BTreeMap::new();
+            let mut level: BTreeMap<u32, bool> = BTreeMap::new();
+            for &(kind, n, v) in &seq {
+                match kind {
+                    0 => {
+                        let address = 0xfee0_0000 | (u64::from(n % 2) << 12);
+                        vm.send_msi(address, u32::from(v)).unwrap();
+                        want.entry(n % 2).or_default().push(Interrupt::Msi { address, data: u32::from(v) });
+                    }
+                    k => {
+                        let up = k == 1;
+                        InterruptSink::set_irq_line(&vm, n, up).unwrap();
+                        let was = level.insert(n, up).unwrap_or(false);
+                        if up && !was {
+                            want.entry(0).or_default().push(Interrupt::Line { irq: n });
+                        }
+                    }
+                }
+            }
+            for cpu in 0..2 {
+                prop_assert_eq!(vm.shared.take_pending(cpu), want.remove(&cpu).unwrap_or_default());
+                prop_assert!(vm.shared.take_pending(cpu).is_empty());
+            }
+        }
+    }
 }
