@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask images | run | ci-boot | bench | ci`.
 
 mod bench;
+mod bench_io;
 mod ci;
 mod ci_boot;
 mod run;

@@ -2,6 +2,7 @@
 //! initramfs, built into the images directory and rebuilt only when the hash
 //! of their inputs changes. A manifest.json beside them records versions.
 
+pub mod extras;
 pub mod kernel;
 pub mod stage;
 
@@ -211,6 +212,7 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         s.busybox()?;
         let init = guest_dir.join("init");
         s.copy(&init, if rootfs { "sbin/init" } else { "init" }, 0o755)?;
+        extras::guest_tools(&s, &guest_dir)?;
         let mut checks = Vec::new();
         crate::util::walk(&guest_dir.join("checks"), &mut checks)?;
         for c in checks {
@@ -287,6 +289,7 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     if let Some(ip) = &ip {
         hin.file(ip)?;
     }
+    let e2fsprogs = extras::host_e2fsprogs(&mut hin)?;
     let daemon = match &opts.daemon {
         Some(d) => {
             hin.file(d)?;
@@ -328,6 +331,7 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         if let Some(ip) = &ip {
             s.binary_with_libs(ip, "usr/sbin/ip")?;
         }
+        extras::pack_host_e2fsprogs(&s, &e2fsprogs)?;
         if let Some(d) = &opts.daemon {
             s.binary_with_libs(d, "usr/bin/colinux-daemon")?;
         }

@@ -12,10 +12,11 @@ sum1=$( (echo 0 > /proc/self/oom_score_adj; dd if=/dev/urandom bs=1M count="$fil
 [ -n "$sum1" ] || check fill FAIL "filling ${fill}MiB of tmpfs failed (OOM?): $(dmesg | grep -i -m1 'killed process')"
 used=$(awk '/^SwapTotal:/ {t=$2} /^SwapFree:/ {f=$2} END {print int((t - f) / 1024)}' /proc/meminfo)
 if [ "$used" -ge "$min" ]; then
-    check swap-used PASS "${used}MiB in swap (min ${min}MiB)"
+    check swap-used PASS "${used}MiB in swap (min ${min}MiB) after filling ${fill}MiB, uptime $(cut -d' ' -f1 /proc/uptime)"
 else
     check swap-used FAIL "${used}MiB in swap (min ${min}MiB)"
 fi
 check_eq data-sha256 "$sum1" "$(sha256sum /mnt/fill/data | cut -d' ' -f1)"
+echo "COLINUX-AGENT swap data read back at uptime $(cut -d' ' -f1 /proc/uptime)"
 umount /mnt/fill
 swapoff /dev/cobd1 && check swapoff PASS "" || check swapoff FAIL ""
