@@ -167,12 +167,16 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
 
 /// Boots a bzImage whose payload the monitor can decompress (LZ4) as its
 /// uncompressed vmlinux, skipping the in-guest decompressor; `None` when the
-/// image does not qualify (then it boots as a plain bzImage).
+/// image does not qualify (then it boots as a plain bzImage). Setting
+/// `COLINUX_DECOMPRESS_IN_GUEST` turns this off (for comparisons and debugging).
 fn load_bzimage_fast(
     mem: &GuestMemoryMmap,
     file: &mut File,
     path: &Path,
 ) -> Result<Option<LoadedKernel>, LoadError> {
+    if std::env::var_os("COLINUX_DECOMPRESS_IN_GUEST").is_some() {
+        return Ok(None);
+    }
     let mut image = Vec::new();
     file.read_to_end(&mut image).map_err(io_err(path))?;
     let Some(header) = super::vmlinux::setup_header_of(&image) else {

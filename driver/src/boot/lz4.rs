@@ -89,6 +89,126 @@ pub fn decompress_block(src: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(),
     Ok(())
 }
 
+/// Decompresses one LZ4 block into `dst`, which must be exactly the block's
+/// uncompressed size; returns the number of bytes written.
+pub fn decompress_block_into(src: &[u8], dst: &mut [u8]) -> Result<usize, Lz4Error> {
+    let max = dst.len();
+    let mut o = 0usize;
+    let mut i = 0usize;
+    while i < src.len() {
+        let token = src[i];
+        i += 1;
+        let lit = read_len(src, &mut i, usize::from(token >> 4))?;
+        let end = i
+            .checked_add(lit)
+            .filter(|&e| e <= src.len())
+            .ok_or(Lz4Error::Truncated(i))?;
+        let oend = o
+            .checked_add(lit)
+            .filter(|&e| e <= max)
+            .ok_or(Lz4Error::TooLarge(max))?;
+        dst[o..oend].copy_from_slice(&src[i..end]);
+        o = oend;
+        i = end;
+        if i == src.len() {
+            break;
+        }
+        let off_bytes = src.get(i..i + 2).ok_or(Lz4Error::Truncated(i))?;
+        let offset = usize::from(u16::from_le_bytes([off_bytes[0], off_bytes[1]]));
+        if offset == 0 || offset > o {
+            return Err(Lz4Error::BadOffset { offset, at: i });
+        }
+        i += 2;
+        let len = read_len(src, &mut i, usize::from(token & 15))? + 4;
+        let oend = o
+            .checked_add(len)
+            .filter(|&e| e <= max)
+            .ok_or(Lz4Error::TooLarge(max))?;
+        let from = o - offset;
+        if offset >= len {
+            dst.copy_within(from..from + len, o);
+        } else {
+            for k in 0..len {
+                dst[o + k] = dst[from + k];
+            }
+        }
+        o = oend;
+    }
+    Ok(o)
+}
+
+/// Splits a legacy stream into its blocks (compressed bytes of each).
+fn legacy_blocks(src: &[u8]) -> Result<Vec<&[u8]>, Lz4Error> {
+    let magic = src.get(..4).ok_or(Lz4Error::NotLegacy)?;
+    if u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]) != LEGACY_MAGIC {
+        return Err(Lz4Error::NotLegacy);
+    }
+    let mut blocks = Vec::new();
+    let mut i = 4;
+    while i + 4 <= src.len() {
+        let size = u32::from_le_bytes([src[i], src[i + 1], src[i + 2], src[i + 3]]) as usize;
+        if size == LEGACY_MAGIC as usize {
+            i += 4;
+            continue;
+        }
+        let Some(block) = src.get(i + 4..i + 4 + size) else {
+            break;
+        };
+        blocks.push(block);
+        i += 4 + size;
+    }
+    Ok(blocks)
+}
+
+/// Decompresses a legacy stream whose total uncompressed size is `total`, with
+/// its blocks (8 MiB each but the last) spread over `threads` threads.
+pub fn decompress_legacy_parallel(
+    src: &[u8],
+    total: usize,
+    threads: usize,
+) -> Result<Vec<u8>, Lz4Error> {
+    let blocks = legacy_blocks(src)?;
+    if total > blocks.len().saturating_mul(LEGACY_BLOCK_MAX) || total == 0 {
+        return Err(Lz4Error::TooLarge(total));
+    }
+    let mut out = vec![0u8; total];
+    let chunks: Vec<(&[u8], &mut [u8])> = blocks
+        .iter()
+        .copied()
+        .zip(out.chunks_mut(LEGACY_BLOCK_MAX))
+        .collect();
+    if chunks.len() != blocks.len() {
+        return Err(Lz4Error::Truncated(src.len()));
+    }
+    let threads = threads.clamp(1, chunks.len().max(1));
+    let per = chunks.len().div_ceil(threads);
+    let mut groups: Vec<Vec<(&[u8], &mut [u8])>> = Vec::new();
+    let mut it = chunks.into_iter().peekable();
+    while it.peek().is_some() {
+        groups.push(it.by_ref().take(per).collect());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| {
+                s.spawn(move || {
+                    for (src, dst) in g {
+                        let n = decompress_block_into(src, dst)?;
+                        if n != dst.len() {
+                            return Err(Lz4Error::Truncated(n));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Err(Lz4Error::NotLegacy)))
+    })?;
+    Ok(out)
+}
+
 /// Decompresses a legacy-frame stream of at most `max_total` bytes of output.
 pub fn decompress_legacy(src: &[u8], max_total: usize) -> Result<Vec<u8>, Lz4Error> {
     let magic = src.get(..4).ok_or(Lz4Error::NotLegacy)?;
@@ -162,6 +282,38 @@ mod tests {
         assert_eq!(decompress_legacy(&s, 100).unwrap(), b"hey");
     }
 
+    #[test]
+    fn parallel_matches_sequential_over_several_blocks() {
+        // Two full 8 MiB blocks of "ab" runs and a short tail block.
+        let full = {
+            // literal "ab", then a match of offset 2 covering the rest.
+            let len = LEGACY_BLOCK_MAX - 2 - 5; // keep the last 5 bytes literal
+            let mut b = vec![0x2f, b'a', b'b', 2, 0];
+            let mut rest = len - 4 - 15;
+            while rest >= 255 {
+                b.push(255);
+                rest -= 255;
+            }
+            b.push(rest as u8);
+            b.extend_from_slice(&[0x50, b'a', b'b', b'a', b'b', b'a']);
+            b
+        };
+        let tail = [0x30, b'x', b'y', b'z'];
+        let mut s = LEGACY_MAGIC.to_le_bytes().to_vec();
+        for blk in [&full[..], &full[..], &tail[..]] {
+            s.extend_from_slice(&(blk.len() as u32).to_le_bytes());
+            s.extend_from_slice(blk);
+        }
+        let seq = decompress_legacy(&s, 64 << 20).unwrap();
+        assert_eq!(seq.len(), 2 * LEGACY_BLOCK_MAX + 3);
+        for threads in [1, 2, 3, 8] {
+            let par = decompress_legacy_parallel(&s, seq.len(), threads).unwrap();
+            assert!(par == seq, "threads={threads}");
+        }
+        // A wrong total is refused, not mis-decoded.
+        assert!(decompress_legacy_parallel(&s, seq.len() + 1, 2).is_err());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -171,6 +323,9 @@ mod tests {
             let mut framed = LEGACY_MAGIC.to_le_bytes().to_vec();
             framed.extend_from_slice(&data);
             let _ = decompress_legacy(&framed, 1 << 16);
+            let _ = decompress_legacy_parallel(&framed, 1 << 16, 2);
+            let mut dst = vec![0u8; 300];
+            let _ = decompress_block_into(&data, &mut dst);
         }
     }
 }

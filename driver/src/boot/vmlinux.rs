@@ -64,7 +64,19 @@ pub fn extract_vmlinux(image: &[u8]) -> Result<Vec<u8>, ExtractError> {
     if u32::from_le_bytes(magic) != lz4::LEGACY_MAGIC {
         return Err(ExtractError::NotLz4(magic));
     }
-    let out = lz4::decompress_legacy(payload, MAX_VMLINUX)?;
+    // The kernel build appends the uncompressed size to the payload.
+    let tail = payload
+        .len()
+        .checked_sub(4)
+        .ok_or(ExtractError::NoPayload)?;
+    let total = u32::from_le_bytes(payload[tail..].try_into().unwrap_or_default()) as usize;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = if total > 0 && total <= MAX_VMLINUX {
+        lz4::decompress_legacy_parallel(payload, total, threads)
+            .or_else(|_| lz4::decompress_legacy(payload, MAX_VMLINUX))?
+    } else {
+        lz4::decompress_legacy(payload, MAX_VMLINUX)?
+    };
     if out.get(..4) != Some(b"\x7fELF") {
         return Err(ExtractError::NotElf);
     }
