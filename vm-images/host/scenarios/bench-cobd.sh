@@ -1,0 +1,80 @@
+#!/bin/sh
+# bench-cobd host side (`cargo xtask bench cobd`; the scenario has boots = 0).
+#   setup: a tmpfs at /work/bench holding disk.img (colinux.disk_mib MiB,
+#          written once with zeros so no monitor pays for page allocation).
+#   check: colinux.rounds rounds; each boots the guest once under qemu and once
+#          under colinux-daemon (order alternates), same conf, same disk file.
+#          The guest's COLINUX-BENCH lines are echoed on the console as
+#            COLINUX-BENCH monitor=M round=R <guest fields>
+#          colinux-daemon without the capabilities boot+cobd (or absent) gives
+#            COLINUX-BENCH monitor=colinux unsupported <why>
+#          Assertions: disk, and <monitor>-<round> (that run ended, all tests ran).
+. /etc/colinux/host-lib.sh
+NEEDS="boot cobd"
+confarg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" "$CONF" | head -1; }
+
+# run_monitor MONITOR LOG: boot the guest once, console to LOG; returns its status.
+run_monitor() {
+    rlog=$2
+    if [ "$1" = qemu ]; then
+        set --
+        while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
+    else
+        set -- colinux-daemon @/work/colinux.conf
+    fi
+    timeout -s KILL "${BOOT_TIMEOUT:-300}" "$@" < /dev/null > "$rlog" 2>&1
+}
+
+# colinux_missing: the capabilities in NEEDS colinux-daemon lacks ("" = none).
+colinux_missing() {
+    command -v colinux-daemon > /dev/null 2>&1 || { echo "no colinux-daemon in the host VM"; return; }
+    caps=$(timeout 10 colinux-daemon --capabilities 2>/dev/null)
+    miss=""
+    for c in $NEEDS; do
+        echo "$caps" | grep -q "\"$c\"" || miss="$miss $c"
+    done
+    [ -n "$miss" ] && echo "lacks$miss (reports $caps)"
+}
+
+# one MONITOR ROUND: a run, its lines echoed and asserted.
+one() {
+    log="$OUT/bench-$1-$2.log"
+    echo "COLINUX-HOST BOOT $2 START $(cut -d' ' -f1 /proc/uptime) $1"
+    run_monitor "$1" "$log"
+    rc=$?
+    echo "COLINUX-HOST BOOT $2 EXIT $rc $(cut -d' ' -f1 /proc/uptime)"
+    tr -d '\r' < "$log" | grep '^COLINUX-BENCH ' | sed "s/^COLINUX-BENCH /COLINUX-BENCH monitor=$1 round=$2 /"
+    if tr -d '\r' < "$log" | grep -q "COLINUX-CHECK [^ ]* bench-ran PASS"; then
+        check "$1-$2" PASS "exit $rc, log $log"
+    else
+        check "$1-$2" FAIL "exit $rc; last line: $(tr -d '\r' < "$log" | grep -v '^$' | tail -n 1 | cut -c1-200)"
+    fi
+}
+
+case "$1" in
+setup)
+    mib=$(confarg colinux.disk_mib)
+    mkdir -p /work/bench
+    mount -t tmpfs -o size=$((${mib:-256} + 16))m bench /work/bench
+    if dd if=/dev/zero of=/work/bench/disk.img bs=1M count="${mib:-256}" 2>/dev/null; then
+        check disk PASS "/work/bench/disk.img ${mib:-256} MiB on tmpfs"
+    else
+        check disk FAIL "cannot make /work/bench/disk.img"
+    fi
+    ;;
+check)
+    rounds=$(confarg colinux.rounds)
+    why=$(colinux_missing)
+    [ -n "$why" ] && echo "COLINUX-BENCH monitor=colinux unsupported $why"
+    rnd=1
+    while [ "$rnd" -le "${rounds:-2}" ]; do
+        if [ $((rnd % 2)) = 1 ]; then order="qemu colinux"; else order="colinux qemu"; fi
+        for m in $order; do
+            [ "$m" = colinux ] && [ -n "$why" ] && continue
+            one "$m" "$rnd"
+        done
+        rnd=$((rnd + 1))
+    done
+    ;;
+esac
+exit 0

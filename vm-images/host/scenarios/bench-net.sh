@@ -1,0 +1,144 @@
+#!/bin/sh
+# bench-net host side (`cargo xtask bench net`; the scenario has boots = 0).
+#   setup: persistent TAP ctap0 with 192.0.2.1/24 (as net-tuntap does); both
+#          monitors attach to it in turn.
+#   check: colinux.rounds rounds, each booting the guest once under qemu and
+#          once under colinux-daemon (order alternates). Per run the host:
+#          receives tap-g2h on :5001 and slirp-g2h on :5003 (guest connects to
+#          192.0.2.1 / 10.0.2.2), and sends colinux.net_mib MiB for tap-h2g
+#          (192.0.2.2:5002) and slirp-h2g (127.0.0.1:17777 -> guest :7777) when
+#          the guest says "COLINUX-NET BENCH-LISTEN T". Console lines:
+#            COLINUX-BENCH monitor=M round=R test=T side=send|recv bytes=N secs=S
+#          (guest-side ones come from the guest's console log), and
+#            COLINUX-BENCH monitor=colinux unsupported <why>
+#          when colinux-daemon lacks boot+net-tuntap+net-slirp.
+#          Assertions: host-tap, and <monitor>-<round> (all four transfers ran).
+. /etc/colinux/host-lib.sh
+ip() { /usr/sbin/ip "$@"; }
+NEEDS="boot net-tuntap net-slirp"
+confarg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" "$CONF" | head -1; }
+MIB=$(confarg colinux.net_mib); MIB=${MIB:-64}
+
+# start_monitor MONITOR LOG: boot the guest in the background; sets MPID.
+start_monitor() {
+    mlog=$2
+    if [ "$1" = qemu ]; then
+        set --
+        while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
+    else
+        set -- colinux-daemon @/work/colinux.conf
+    fi
+    "$@" < /dev/null > "$mlog" 2>&1 &
+    MPID=$!
+}
+
+# colinux_missing: the capabilities in NEEDS colinux-daemon lacks ("" = none).
+colinux_missing() {
+    command -v colinux-daemon > /dev/null 2>&1 || { echo "no colinux-daemon in the host VM"; return; }
+    caps=$(timeout 10 colinux-daemon --capabilities 2>/dev/null)
+    miss=""
+    for c in $NEEDS; do
+        echo "$caps" | grep -q "\"$c\"" || miss="$miss $c"
+    done
+    [ -n "$miss" ] && echo "lacks$miss (reports $caps)"
+}
+
+# alive PID: the process runs (a zombie the shell has not reaped yet does not).
+alive() { [ -e "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+
+# wait_log FILE TEXT SECONDS: wait for TEXT in FILE while the monitor lives.
+wait_log() {
+    i=0
+    while [ "$i" -lt $(($3 * 10)) ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        alive "$MPID" || return 1
+        sleep 0.1; i=$((i + 1))
+    done
+    return 1
+}
+
+cat > /tmp/recv.sh <<'R'
+dd bs=1 count=1 of=/dev/null 2>/dev/null
+t0=$(cut -d' ' -f1 /proc/uptime)
+n=$(wc -c)
+t1=$(cut -d' ' -f1 /proc/uptime)
+echo "bytes=$((n + 1)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")" > "/tmp/recv-$1"
+R
+
+# send TEST ADDR PORT: MIB MiB of zeros, timed; one result line.
+send() {
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    if dd if=/dev/zero bs=64k count=$((MIB * 16)) 2>/dev/null | timeout 300 nc "$2" "$3"; then
+        t1=$(cut -d' ' -f1 /proc/uptime)
+        echo "COLINUX-BENCH test=$1 side=send bytes=$((MIB * 1048576)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")"
+    else
+        echo "COLINUX-BENCH test=$1 side=send error=nc-$2:$3-failed"
+    fi
+}
+
+# one MONITOR ROUND: a boot with the four transfers; lines echoed, asserted.
+one() {
+    m=$1; rn=$2
+    log="$OUT/bench-$m-$rn.log"
+    res="$OUT/bench-$m-$rn.host"
+    : > "$res"
+    rm -f /tmp/recv-*
+    timeout 600 nc -l -p 5001 -e sh /tmp/recv.sh tap-g2h &
+    l1=$!
+    timeout 600 nc -l -p 5003 -e sh /tmp/recv.sh slirp-g2h &
+    l2=$!
+    [ "$m" = qemu ] && [ -f /work/prepare.sh ] && sh /work/prepare.sh
+    echo "COLINUX-HOST BOOT $rn START $(cut -d' ' -f1 /proc/uptime) $m"
+    start_monitor "$m" "$log"
+    if wait_log "$log" "COLINUX-NET BENCH-LISTEN tap-h2g" "${BOOT_TIMEOUT:-600}"; then
+        send tap-h2g 192.0.2.2 5002 >> "$res"
+    fi
+    if wait_log "$log" "COLINUX-NET BENCH-LISTEN slirp-h2g" "${BOOT_TIMEOUT:-600}"; then
+        send slirp-h2g 127.0.0.1 17777 >> "$res"
+    fi
+    i=0
+    while alive "$MPID" && [ "$i" -lt 1200 ]; do sleep 0.5; i=$((i + 1)); done
+    kill -9 "$MPID" 2>/dev/null
+    wait "$MPID"
+    rc=$?
+    echo "COLINUX-HOST BOOT $rn EXIT $rc $(cut -d' ' -f1 /proc/uptime)"
+    kill "$l1" "$l2" 2>/dev/null
+    for t in tap-g2h slirp-g2h; do
+        [ -s "/tmp/recv-$t" ] && echo "COLINUX-BENCH test=$t side=recv $(cat "/tmp/recv-$t")" >> "$res"
+    done
+    { tr -d '\r' < "$log" | grep '^COLINUX-BENCH '; cat "$res"; } | sed "s/^COLINUX-BENCH /COLINUX-BENCH monitor=$m round=$rn /"
+    got=$(tr -d '\r' < "$log" | grep '^COLINUX-BENCH ' | cat - "$res" | grep -c 'secs=')
+    if [ "$got" = 8 ]; then
+        check "$m-$rn" PASS "4 transfers of $MIB MiB timed on both sides, exit $rc"
+    else
+        check "$m-$rn" FAIL "$got of 8 timings (exit $rc); last line: $(tr -d '\r' < "$log" | grep -v '^$' | tail -n 1 | cut -c1-200)"
+    fi
+}
+
+case "$1" in
+setup)
+    ip tuntap add dev ctap0 mode tap
+    ip addr add 192.0.2.1/24 dev ctap0
+    ip link set ctap0 up
+    if ip addr show ctap0 | grep -q 192.0.2.1; then
+        check host-tap PASS "ctap0 192.0.2.1/24"
+    else
+        check host-tap FAIL "ctap0 not configured"
+    fi
+    ;;
+check)
+    rounds=$(confarg colinux.rounds)
+    why=$(colinux_missing)
+    [ -n "$why" ] && echo "COLINUX-BENCH monitor=colinux unsupported $why"
+    rnd=1
+    while [ "$rnd" -le "${rounds:-2}" ]; do
+        if [ $((rnd % 2)) = 1 ]; then order="qemu colinux"; else order="colinux qemu"; fi
+        for mon in $order; do
+            [ "$mon" = colinux ] && [ -n "$why" ] && continue
+            one "$mon" "$rnd"
+        done
+        rnd=$((rnd + 1))
+    done
+    ;;
+esac
+exit 0
