@@ -186,6 +186,23 @@ fn load_bzimage_fast(
     if version < 0x020c || xloadflags & XLF_KERNEL_64 == 0 {
         return Ok(None);
     }
+    match super::vmlinux::load_in_place(mem, &image) {
+        Ok(k) => {
+            tracing::debug!(
+                entry = format_args!("{:#x}", k.entry),
+                "{}: decompressed in place by the monitor; entering vmlinux directly",
+                path.display()
+            );
+            return Ok(Some(LoadedKernel {
+                entry: KernelEntry::Linux64 {
+                    entry: k.entry,
+                    header,
+                },
+                end: k.end,
+            }));
+        }
+        Err(e) => tracing::debug!("{}: no in-place load ({e})", path.display()),
+    }
     let elf = match super::vmlinux::extract_vmlinux(&image) {
         Ok(elf) => elf,
         Err(e) => {

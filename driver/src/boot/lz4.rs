@@ -138,7 +138,7 @@ pub fn decompress_block_into(src: &[u8], dst: &mut [u8]) -> Result<usize, Lz4Err
 }
 
 /// Splits a legacy stream into its blocks (compressed bytes of each).
-fn legacy_blocks(src: &[u8]) -> Result<Vec<&[u8]>, Lz4Error> {
+pub fn legacy_blocks(src: &[u8]) -> Result<Vec<&[u8]>, Lz4Error> {
     let magic = src.get(..4).ok_or(Lz4Error::NotLegacy)?;
     if u32::from_le_bytes([magic[0], magic[1], magic[2], magic[3]]) != LEGACY_MAGIC {
         return Err(Lz4Error::NotLegacy);

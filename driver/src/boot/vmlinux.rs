@@ -122,3 +122,303 @@ mod tests {
         assert_eq!(extract_vmlinux(&[0u8; 100]), Err(ExtractError::NoPayload));
     }
 }
+
+/// A PT_LOAD segment of the vmlinux.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    offset: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+/// Entry point and PT_LOAD segments of an x86-64 ELF whose headers are in `head`.
+fn elf_segments(head: &[u8]) -> Option<(u64, Vec<Segment>)> {
+    if head.get(..4)? != b"\x7fELF" || head[4] != 2 || head[5] != 1 || u16_at(head, 18)? != 0x3e {
+        return None;
+    }
+    let entry = u64_at(head, 24)?;
+    let phoff = u64_at(head, 32)? as usize;
+    let phentsize = usize::from(u16_at(head, 54)?);
+    let phnum = usize::from(u16_at(head, 56)?);
+    if phentsize < 56 {
+        return None;
+    }
+    let mut segs = Vec::new();
+    for i in 0..phnum {
+        let p = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(head, p)? != 1 {
+            continue;
+        }
+        let seg = Segment {
+            offset: u64_at(head, p + 8)?,
+            paddr: u64_at(head, p + 24)?,
+            filesz: u64_at(head, p + 32)?,
+            memsz: u64_at(head, p + 40)?,
+        };
+        if seg.filesz > 0 {
+            segs.push(seg);
+        }
+    }
+    segs.sort_by_key(|s| s.paddr);
+    Some((entry, segs))
+}
+
+/// Where an in-place load put the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlaceKernel {
+    /// ELF entry point (`startup_64`, physical).
+    pub entry: u64,
+    /// End of the highest segment (including its zero-filled part).
+    pub end: u64,
+}
+
+/// Decompresses the vmlinux inside `image` straight into guest RAM and moves its
+/// segments to their physical addresses: the file image is laid down so that its
+/// first segment is already in place, and the others move down. No intermediate
+/// copy of the (tens of MiB) kernel is made. Errors mean "use another path".
+pub fn load_in_place(
+    mem: &vm_memory::GuestMemoryMmap,
+    image: &[u8],
+) -> Result<InPlaceKernel, ExtractError> {
+    use vm_memory::{GuestAddress, GuestMemory, GuestMemoryRegion};
+
+    let h = setup_header_of(image).ok_or(ExtractError::NoPayload)?;
+    let setup_sects = if h.setup_sects == 0 {
+        4
+    } else {
+        usize::from(h.setup_sects)
+    };
+    let start = (setup_sects + 1) * 512 + h.payload_offset as usize;
+    let payload = image
+        .get(start..start + h.payload_length as usize)
+        .ok_or(ExtractError::NoPayload)?;
+    let magic: [u8; 4] = payload
+        .get(..4)
+        .ok_or(ExtractError::NoPayload)?
+        .try_into()
+        .unwrap_or_default();
+    if u32::from_le_bytes(magic) != lz4::LEGACY_MAGIC {
+        return Err(ExtractError::NotLz4(magic));
+    }
+    let tail = payload
+        .len()
+        .checked_sub(4)
+        .ok_or(ExtractError::NoPayload)?;
+    let total = u32::from_le_bytes(payload[tail..].try_into().unwrap_or_default()) as usize;
+    let blocks = lz4::legacy_blocks(payload)?;
+    if total == 0 || total > MAX_VMLINUX || total > blocks.len() * lz4::LEGACY_BLOCK_MAX {
+        return Err(ExtractError::NoPayload);
+    }
+    // The first block holds the ELF and program headers.
+    let first_len = total.min(lz4::LEGACY_BLOCK_MAX);
+    let mut first = vec![0u8; first_len];
+    if lz4::decompress_block_into(blocks[0], &mut first)? != first_len {
+        return Err(ExtractError::NotElf);
+    }
+    let (entry, segs) = elf_segments(&first).ok_or(ExtractError::NotElf)?;
+    let lowest = *segs.first().ok_or(ExtractError::NotElf)?;
+    let base = lowest
+        .paddr
+        .checked_sub(lowest.offset)
+        .ok_or(ExtractError::NoPayload)?;
+    let low_end = mem
+        .iter()
+        .next()
+        .map(|r| r.start_addr().0 + r.len())
+        .unwrap_or(0);
+    let fits = |a: u64, len: u64| {
+        a >= crate::layout::KERNEL_START && a.checked_add(len).is_some_and(|e| e <= low_end)
+    };
+    if !fits(base, total as u64) {
+        return Err(ExtractError::NoPayload);
+    }
+    // Moves must not clobber a later segment's source bytes.
+    for (i, a) in segs.iter().enumerate() {
+        if !fits(a.paddr, a.memsz.max(a.filesz))
+            || a.offset + a.filesz > total as u64
+            || a.paddr > base + a.offset
+        {
+            return Err(ExtractError::NoPayload);
+        }
+        for b in &segs[i + 1..] {
+            let (d0, d1) = (a.paddr, a.paddr + a.memsz.max(a.filesz));
+            let (s0, s1) = (base + b.offset, base + b.offset + b.filesz);
+            if d0 < s1 && s0 < d1 {
+                return Err(ExtractError::NoPayload);
+            }
+        }
+    }
+    let region = mem
+        .get_slice(GuestAddress(base), total)
+        .map_err(|_| ExtractError::NoPayload)?;
+    // SAFETY: `region` is `total` bytes of guest RAM inside one mmap'd region
+    // (checked by get_slice); no vCPU runs yet and nothing else aliases it while
+    // this function holds the slice.
+    let dst: &mut [u8] =
+        unsafe { std::slice::from_raw_parts_mut(region.ptr_guard_mut().as_ptr(), total) };
+    dst[..first_len].copy_from_slice(&first);
+    drop(first);
+    let rest: Vec<(&[u8], &mut [u8])> = blocks[1..]
+        .iter()
+        .copied()
+        .zip(dst[first_len..].chunks_mut(lz4::LEGACY_BLOCK_MAX))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(1);
+    let per = rest.len().div_ceil(threads).max(1);
+    let mut groups: Vec<Vec<(&[u8], &mut [u8])>> = Vec::new();
+    let mut it = rest.into_iter().peekable();
+    while it.peek().is_some() {
+        groups.push(it.by_ref().take(per).collect());
+    }
+    std::thread::scope(|s| {
+        let hs: Vec<_> = groups
+            .into_iter()
+            .map(|g| {
+                s.spawn(move || {
+                    for (src, out) in g {
+                        if lz4::decompress_block_into(src, out)? != out.len() {
+                            return Err(lz4::Lz4Error::Truncated(out.len()));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Err(lz4::Lz4Error::NotLegacy)))
+    })?;
+    let mut end = 0;
+    for sgm in &segs {
+        let from = sgm.offset as usize;
+        let to = (sgm.paddr - base) as usize;
+        let len = sgm.filesz as usize;
+        if to != from {
+            dst.copy_within(from..from + len, to);
+        }
+        let zero_end = (to + sgm.memsz as usize).min(total);
+        if zero_end > to + len {
+            dst[to + len..zero_end].fill(0);
+        }
+        end = end.max(sgm.paddr + sgm.memsz);
+    }
+    Ok(InPlaceKernel { entry, end })
+}
+
+#[cfg(test)]
+mod in_place_tests {
+    use super::*;
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    /// An LZ4 block holding `data` as literals only.
+    fn literal_block(data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0xf0];
+        let mut rest = data.len() - 15;
+        while rest >= 255 {
+            b.push(255);
+            rest -= 255;
+        }
+        b.push(rest as u8);
+        b.extend_from_slice(data);
+        b
+    }
+
+    /// An ELF with two PT_LOAD segments: A at file 0x1000 -> paddr 0x20_1000 and
+    /// B at file 0x3000 -> paddr 0x20_2000 (moves down), B with a zeroed tail.
+    fn elf() -> Vec<u8> {
+        let mut f = vec![0u8; 0x4000];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[18..20].copy_from_slice(&0x3eu16.to_le_bytes());
+        f[24..32].copy_from_slice(&0x20_1000u64.to_le_bytes());
+        f[32..40].copy_from_slice(&64u64.to_le_bytes());
+        f[54..56].copy_from_slice(&56u16.to_le_bytes());
+        f[56..58].copy_from_slice(&2u16.to_le_bytes());
+        for (i, (off, paddr, filesz, memsz)) in [
+            (0x1000u64, 0x20_1000u64, 0x800u64, 0x800u64),
+            (0x3000, 0x20_2000, 0x100, 0x200),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let p = 64 + 56 * i;
+            f[p..p + 4].copy_from_slice(&1u32.to_le_bytes());
+            f[p + 8..p + 16].copy_from_slice(&off.to_le_bytes());
+            f[p + 24..p + 32].copy_from_slice(&paddr.to_le_bytes());
+            f[p + 32..p + 40].copy_from_slice(&filesz.to_le_bytes());
+            f[p + 40..p + 48].copy_from_slice(&memsz.to_le_bytes());
+        }
+        f[0x1000..0x1800].fill(0xaa);
+        f[0x3000..0x3100].fill(0xbb);
+        f[0x3100..0x3200].fill(0xcc); // not part of B's file bytes
+        f
+    }
+
+    fn bzimage(payload_elf: &[u8]) -> Vec<u8> {
+        let mut stream = lz4::LEGACY_MAGIC.to_le_bytes().to_vec();
+        let blk = literal_block(payload_elf);
+        stream.extend_from_slice(&(blk.len() as u32).to_le_bytes());
+        stream.extend_from_slice(&blk);
+        stream.extend_from_slice(&(payload_elf.len() as u32).to_le_bytes());
+        let mut img = vec![0u8; 5 * 512];
+        img[0x1f1] = 4;
+        img[0x202..0x206].copy_from_slice(&super::super::loader::HDR_MAGIC.to_le_bytes());
+        img[0x24c..0x250].copy_from_slice(&(stream.len() as u32).to_le_bytes());
+        img.extend_from_slice(&stream);
+        img
+    }
+
+    #[test]
+    fn segments_land_at_their_physical_addresses() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+        mem.write_slice(&[0xee; 0x200], GuestAddress(0x20_2100))
+            .unwrap();
+        let k = load_in_place(&mem, &bzimage(&elf())).unwrap();
+        assert_eq!(
+            k,
+            InPlaceKernel {
+                entry: 0x20_1000,
+                end: 0x20_2200
+            }
+        );
+        let mut a = [0u8; 0x800];
+        mem.read_slice(&mut a, GuestAddress(0x20_1000)).unwrap();
+        assert!(a.iter().all(|&b| b == 0xaa));
+        let mut b = [0u8; 0x200];
+        mem.read_slice(&mut b, GuestAddress(0x20_2000)).unwrap();
+        assert!(
+            b[..0x100].iter().all(|&x| x == 0xbb),
+            "file bytes moved down"
+        );
+        assert!(b[0x100..].iter().all(|&x| x == 0), "memsz tail zeroed");
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        // RAM too small for the file image at its base.
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20_2000)]).unwrap();
+        assert_eq!(
+            load_in_place(&mem, &bzimage(&elf())),
+            Err(ExtractError::NoPayload)
+        );
+        // Not an ELF inside.
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+        assert_eq!(
+            load_in_place(&mem, &bzimage(&[0x55; 64])),
+            Err(ExtractError::NotElf)
+        );
+    }
+}
