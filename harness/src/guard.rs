@@ -98,3 +98,47 @@ impl Drop for GroupGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    fn alive(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks for existence.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    #[test]
+    fn dropping_the_guard_kills_the_whole_group() {
+        let child = Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut g = GroupGuard::new(child);
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(g.child().stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let grandchild: i32 = line.trim().parse().unwrap();
+        assert!(alive(grandchild));
+        drop(g);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!alive(pid), "shell survived");
+        // The grandchild is reparented and reaped by init once killed.
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            !alive(grandchild)
+                || std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true)
+        });
+        assert!(gone, "grandchild {grandchild} survived");
+    }
+}

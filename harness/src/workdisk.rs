@@ -98,3 +98,47 @@ pub fn image_size_mib(dir: &Path) -> Result<u64> {
 pub fn make_image(dir: &Path, out: &Path) -> Result<()> {
     mke2fs_d(dir, out, image_size_mib(dir)?, "colinux-work")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::debugfs_dump;
+
+    #[test]
+    fn work_files_survive_the_ext4_round_trip() {
+        if crate::images::stage::which("mke2fs").is_err()
+            || crate::images::stage::which("debugfs").is_err()
+        {
+            eprintln!("e2fsprogs missing; skipping");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("colinux-wd-{}", std::process::id()));
+        let dir = base.join("work");
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = WorkFile {
+            name: "r.img".into(),
+            kind: "random".into(),
+            size_mib: 1,
+            image: None,
+            read_only: true,
+        };
+        let m = make_file(&dir, &spec, &|_| PathBuf::new()).unwrap();
+        assert_eq!(m.size, 1 << 20);
+        assert_eq!(
+            std::fs::metadata(&m.path).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
+        let img = base.join("work.img");
+        make_image(&dir, &img).unwrap();
+        let back = base.join("back.img");
+        debugfs_dump(&img, "/r.img", &back).unwrap();
+        assert_eq!(sha256_file(&back).unwrap(), m.sha256);
+        let bad = WorkFile {
+            kind: "nope".into(),
+            ..spec
+        };
+        assert!(make_file(&dir, &bad, &|_| PathBuf::new()).is_err());
+        std::fs::set_permissions(&m.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
