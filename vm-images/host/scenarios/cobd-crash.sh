@@ -120,7 +120,7 @@ check)
                 wait "$MPID"
                 rc=$?
                 if [ "$rc" = 137 ]; then
-                    check "kill-$rep" PASS "SIGKILL $MONITOR pid $MPID after first record + ${delay_ms} ms, $(grep -c 'COLINUX-CRASH durable' "$log") records before it"
+                    check "kill-$rep" PASS "SIGKILL $MONITOR pid $MPID after first record + ${delay_ms} ms, $(tr -d '\r' < "$log" | grep -c 'COLINUX-CRASH durable .* end$') complete records printed before it"
                 else
                     check "kill-$rep" FAIL "monitor exit status $rc, not 137 (SIGKILL)"
                     pass=0
