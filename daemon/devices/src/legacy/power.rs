@@ -63,6 +63,9 @@ mod tests {
         assert!(seen.lock().unwrap().is_empty());
         dev.write(0, &[(5 << 2) | SLP_EN]);
         dev.write(2, &[1]);
-        assert_eq!(*seen.lock().unwrap(), vec![PowerEvent::Poweroff, PowerEvent::Reset]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![PowerEvent::Poweroff, PowerEvent::Reset]
+        );
     }
 }
