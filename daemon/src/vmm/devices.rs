@@ -22,6 +22,8 @@ use colinux_devices::virtio::pci::VirtioPciDevice;
 use colinux_net::{open_backend, NicKind, NicSpec};
 use vm_memory::GuestMemoryMmap;
 
+use super::doorbells::Doorbells;
+
 /// The classic MAC seed of a VM: what identifies it across runs (its kernel and
 /// root disk), so a derived MAC stays the same and the guest keeps its lease.
 pub fn vm_seed(config: &Config) -> String {
@@ -113,20 +115,29 @@ pub fn add_devices(
     Ok(())
 }
 
-/// Polls the devices' host descriptors (network receive) and lets each device
-/// service its backend when readable, until `stop` is set. The descriptor list
-/// is refreshed every round: a device with no guest buffers leaves it.
-pub fn spawn_backend_poller(pci: Arc<Mutex<PciRoot>>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+/// Polls the devices' host descriptors (network receive) and the queue
+/// doorbells, and lets each device do the work, until `stop` is set. The sets
+/// are refreshed every round: a device with no guest buffers leaves the
+/// backend set, and doorbells appear once the guest enables a device.
+pub fn spawn_device_poller(
+    pci: Arc<Mutex<PciRoot>>,
+    doorbells: Option<Arc<Doorbells>>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            let fds: Vec<(u8, RawFd)> = pci.lock().unwrap_or_else(|e| e.into_inner()).backend_fds();
-            if fds.is_empty() {
+            let backends: Vec<(u8, RawFd)> =
+                pci.lock().unwrap_or_else(|e| e.into_inner()).backend_fds();
+            let bells = doorbells.as_ref().map(|d| d.poll_set()).unwrap_or_default();
+            if backends.is_empty() && bells.is_empty() {
                 std::thread::sleep(std::time::Duration::from_millis(5));
                 continue;
             }
-            let mut pfds: Vec<libc::pollfd> = fds
+            let mut pfds: Vec<libc::pollfd> = backends
                 .iter()
-                .map(|&(_, fd)| libc::pollfd {
+                .map(|&(_, fd)| fd)
+                .chain(bells.iter().map(|&(fd, _, _)| fd))
+                .map(|fd| libc::pollfd {
                     fd,
                     events: libc::POLLIN,
                     revents: 0,
@@ -137,7 +148,13 @@ pub fn spawn_backend_poller(pci: Arc<Mutex<PciRoot>>, stop: Arc<AtomicBool>) -> 
             if n <= 0 {
                 continue;
             }
-            for (p, &(slot, _)) in pfds.iter().zip(&fds) {
+            let (pb, pd) = pfds.split_at(backends.len());
+            for (p, &(fd, slot, queue)) in pd.iter().zip(&bells) {
+                if let (true, Some(d)) = (p.revents != 0, &doorbells) {
+                    d.ring(fd, slot, queue);
+                }
+            }
+            for (p, &(slot, _)) in pb.iter().zip(&backends) {
                 if p.revents != 0 {
                     pci.lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -146,4 +163,9 @@ pub fn spawn_backend_poller(pci: Arc<Mutex<PciRoot>>, stop: Arc<AtomicBool>) -> 
             }
         }
     })
+}
+
+/// [`spawn_device_poller`] for network backends only (doorbells stay MMIO exits).
+pub fn spawn_backend_poller(pci: Arc<Mutex<PciRoot>>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    spawn_device_poller(pci, None, stop)
 }

@@ -98,6 +98,8 @@ pub struct Machine {
     pub serial: Arc<Mutex<SerialPort<ConsoleOut>>>,
     /// The PCI bus.
     pub pci: Arc<Mutex<PciRoot>>,
+    /// Queue doorbells registered as ioeventfds.
+    pub doorbells: Arc<super::doorbells::Doorbells>,
     /// Port I/O devices.
     pub pio: Bus,
     /// MMIO devices.
@@ -168,6 +170,7 @@ impl Machine {
         })));
 
         super::devices::add_devices(&spec.config, &pci, &memory, &irq)?;
+        let doorbells = Arc::new(super::doorbells::Doorbells::new(vm.clone(), pci.clone()));
 
         let mut pio = Bus::new();
         pio.insert(serial.clone(), COM1_PORT, 8)?;
@@ -186,7 +189,10 @@ impl Machine {
             3,
         )?;
         pio.insert(
-            Arc::new(Mutex::new(PciConfigIo::new(pci.clone()))),
+            Arc::new(Mutex::new(super::doorbells::ConfigPorts::new(
+                PciConfigIo::new(pci.clone()),
+                doorbells.clone(),
+            ))),
             PCI_CONFIG_PORT,
             8,
         )?;
@@ -210,6 +216,7 @@ impl Machine {
             memory,
             serial,
             pci,
+            doorbells,
             pio,
             mmio,
             vcpus,

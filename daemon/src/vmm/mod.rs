@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod console;
 pub mod devices;
 pub mod diagnostics;
+pub mod doorbells;
 pub mod interrupts;
 pub mod machine;
 pub mod vcpu;
@@ -117,8 +118,10 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
 
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "machine built");
     let handles = m.start(stop.clone())?;
-    let poller = (!spec.config.network.is_empty())
-        .then(|| devices::spawn_backend_poller(m.pci.clone(), stop.clone()));
+    let has_pci_devices = !spec.config.block_devices.is_empty() || !spec.config.network.is_empty();
+    let poller = has_pci_devices.then(|| {
+        devices::spawn_device_poller(m.pci.clone(), Some(m.doorbells.clone()), stop.clone())
+    });
     let event = loop {
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(ev) => break ev,
