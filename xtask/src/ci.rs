@@ -32,7 +32,7 @@ pub fn ci() -> Result<i32> {
         "warnings",
     ])?;
     cargo(&["nextest", "run", "--workspace"])?;
-    let code = crate::ci_boot::ci_boot(None, Monitor::Qemu, None, false)?;
+    let code = crate::ci_boot::ci_boot(None, Monitor::Qemu, None, false, 2)?;
     eprintln!("ci: total {:.1}s", t0.elapsed().as_secs_f64());
     Ok(code)
 }

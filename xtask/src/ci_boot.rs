@@ -47,6 +47,7 @@ pub fn ci_boot(
     monitor: Monitor,
     json: Option<&Path>,
     verbose: bool,
+    jobs: usize,
 ) -> Result<i32> {
     let t0 = Instant::now();
     let (imgs, choice) = prepare()?;
@@ -69,19 +70,36 @@ pub fn ci_boot(
     if monitor == Monitor::Colinux {
         eprintln!("colinux-daemon capabilities: {:?}", ctx.capabilities);
     }
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    for s in &all {
-        eprintln!("ci-boot: {} ({}) ...", s.name, monitor.name());
-        let o = runner::run_scenario(s, monitor, &ctx);
-        eprintln!(
-            "ci-boot: {} {:?} in {:.1}s ({})",
-            o.name,
-            o.result,
-            o.seconds,
-            o.log.display()
-        );
-        outcomes.push(o);
-    }
+    // Scenarios run `jobs` at a time, each in its own host VM; the table keeps
+    // scenario order.
+    let jobs = jobs.max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Outcome>>> =
+        all.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|sc| {
+        for _ in 0..jobs.min(all.len()) {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(s) = all.get(i) else { break };
+                eprintln!("ci-boot: {} ({}) ...", s.name, monitor.name());
+                let o = runner::run_scenario(s, monitor, &ctx);
+                eprintln!(
+                    "ci-boot: {} {:?} in {:.1}s ({})",
+                    o.name,
+                    o.result,
+                    o.seconds,
+                    o.log.display()
+                );
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(o);
+                }
+            });
+        }
+    });
+    let outcomes: Vec<Outcome> = slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect();
     let total = t0.elapsed().as_secs_f64();
     print!("{}", report::table(&outcomes, total));
     let j = serde_json::to_string_pretty(&report::json(&outcomes, total))? + "\n";

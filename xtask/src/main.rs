@@ -52,6 +52,9 @@ enum Cmd {
         /// Print every console line while running.
         #[arg(long, short)]
         verbose: bool,
+        /// Scenarios run at the same time, each in its own host VM.
+        #[arg(long, short, default_value_t = 2)]
+        jobs: usize,
     },
     /// Boot a guest (default vm-images/default.conf) with its console on this terminal.
     Run {
@@ -84,7 +87,14 @@ fn main() {
             monitor,
             json,
             verbose,
-        } => ci_boot::ci_boot(only.as_deref(), monitor.into(), json.as_deref(), verbose),
+            jobs,
+        } => ci_boot::ci_boot(
+            only.as_deref(),
+            monitor.into(),
+            json.as_deref(),
+            verbose,
+            jobs,
+        ),
         Cmd::Run { conf, monitor } => run::run(conf.as_deref(), monitor.map(Into::into)),
         Cmd::Bench { what } => bench::bench(what),
         Cmd::Ci => ci::ci(),
