@@ -124,6 +124,9 @@ pub fn spawn_device_poller(
     doorbells: Option<Arc<Doorbells>>,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<()> {
+    if let Some(d) = &doorbells {
+        d.enable();
+    }
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             let backends: Vec<(u8, RawFd)> =

@@ -22,6 +22,8 @@ struct Bell {
 
 #[derive(Default)]
 struct State {
+    /// Off until a poller services the doorbells (see [`Doorbells::enable`]).
+    enabled: bool,
     generation: Option<u64>,
     bells: Vec<Bell>,
     /// Descriptors of replaced registrations, kept open so a poll in flight on
@@ -46,9 +48,20 @@ impl Doorbells {
         }
     }
 
+    /// Turns registration on (a poller now services the doorbells) and
+    /// registers what the guest has enabled so far. Until then doorbells stay
+    /// MMIO exits.
+    pub fn enable(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).enabled = true;
+        self.refresh();
+    }
+
     /// Re-registers the doorbells if the bus layout changed since the last call
     /// (a BAR moved, memory decoding was switched on or off).
     pub fn refresh(&self) {
+        if !self.state.lock().unwrap_or_else(|e| e.into_inner()).enabled {
+            return;
+        }
         let (generation, regions) = {
             let pci = self.pci.lock().unwrap_or_else(|e| e.into_inner());
             (pci.layout_generation(), pci.notify_regions())
