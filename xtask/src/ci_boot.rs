@@ -52,14 +52,17 @@ pub fn ci_boot(
     let t0 = Instant::now();
     let (imgs, choice) = prepare()?;
     let mut all = scenario::load_all(&paths::scenarios_dir())?;
-    if let Some(n) = only {
-        all.retain(|s| s.name == n);
-        if all.is_empty() {
-            bail!(
-                "no scenario named {n:?} in {}",
-                paths::scenarios_dir().display()
-            );
+    if let Some(list) = only {
+        let names: Vec<&str> = list.split(',').map(str::trim).collect();
+        for n in &names {
+            if !all.iter().any(|s| s.name == *n) {
+                bail!(
+                    "no scenario named {n:?} in {}",
+                    paths::scenarios_dir().display()
+                );
+            }
         }
+        all.retain(|s| names.contains(&s.name.as_str()));
     }
     let ctx = RunContext {
         images: &imgs,

@@ -40,7 +40,7 @@ enum Cmd {
     Images,
     /// Run the boot scenarios in nested VMs and report.
     CiBoot {
-        /// Run only this scenario.
+        /// Run only these scenarios (comma-separated names).
         #[arg(long)]
         only: Option<String>,
         /// Inner monitor (default: qemu).
