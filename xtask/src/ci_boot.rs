@@ -42,12 +42,15 @@ pub fn capabilities(imgs: &Images) -> Vec<String> {
 }
 
 /// Run scenarios, print the table, write JSON; exit code 1 on any failure.
+/// With `strict` (what `cargo xtask ci` uses) an `unsupported` scenario is a
+/// failure too: CI must prove every scenario with every monitor.
 pub fn ci_boot(
     only: Option<&str>,
     monitor: Monitor,
     json: Option<&Path>,
     verbose: bool,
     jobs: usize,
+    strict: bool,
 ) -> Result<i32> {
     let t0 = Instant::now();
     let (imgs, choice) = prepare()?;
@@ -106,7 +109,7 @@ pub fn ci_boot(
     let total = t0.elapsed().as_secs_f64();
     print!("{}", report::table(&outcomes, total));
     let j = serde_json::to_string_pretty(&report::json(&outcomes, total))? + "\n";
-    let default_json = paths::ci_boot_dir().join("report.json");
+    let default_json = paths::ci_boot_dir().join(format!("report-{}.json", monitor.name()));
     std::fs::write(&default_json, &j)?;
     if let Some(p) = json {
         std::fs::write(p, &j)?;
@@ -115,7 +118,13 @@ pub fn ci_boot(
         "ci-boot total: {total:.1}s (report {})",
         json.unwrap_or(&default_json).display()
     );
-    Ok(if outcomes.iter().any(|o| o.result == Verdict::Fail) {
+    let failed = outcomes
+        .iter()
+        .any(|o| o.result == Verdict::Fail || (strict && o.result == Verdict::Unsupported));
+    if strict && outcomes.iter().any(|o| o.result == Verdict::Unsupported) {
+        eprintln!("ci-boot: unsupported scenarios count as failures here");
+    }
+    Ok(if failed || outcomes.len() != all.len() {
         1
     } else {
         0

@@ -55,6 +55,9 @@ enum Cmd {
         /// Scenarios run at the same time, each in its own host VM.
         #[arg(long, short, default_value_t = 2)]
         jobs: usize,
+        /// Count `unsupported` scenarios as failures (what `cargo xtask ci` does).
+        #[arg(long)]
+        strict: bool,
     },
     /// Boot a guest (default vm-images/default.conf) with its console on this terminal.
     Run {
@@ -69,7 +72,7 @@ enum Cmd {
         #[command(subcommand)]
         what: bench::BenchCmd,
     },
-    /// Everything CI runs: fmt, clippy, nextest, images, ci-boot.
+    /// Everything CI runs: fmt, clippy, nextest, images, ci-boot with qemu and with colinux.
     Ci,
 }
 
@@ -88,12 +91,14 @@ fn main() {
             json,
             verbose,
             jobs,
+            strict,
         } => ci_boot::ci_boot(
             only.as_deref(),
             monitor.into(),
             json.as_deref(),
             verbose,
             jobs,
+            strict,
         ),
         Cmd::Run { conf, monitor } => run::run(conf.as_deref(), monitor.map(Into::into)),
         Cmd::Bench { what } => bench::bench(what),
