@@ -65,6 +65,11 @@ pub struct Cli {
     /// Number of virtual CPUs the guest gets (new; classic coLinux had one).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=254))]
     pub cpus: u32,
+    /// Host address slirp port redirections (`tcp:HOST:GUEST`) listen on. The
+    /// default, 127.0.0.1, keeps them private to this machine; 0.0.0.0 opens
+    /// them to the LAN, like coLinux's slirp did.
+    #[arg(long, value_name = "ADDR", default_value_t = std::net::Ipv4Addr::LOCALHOST)]
+    pub slirp_bind: std::net::Ipv4Addr,
     /// Windows-only service options of the original (not available here).
     #[arg(long = "install-service", hide = true, value_name = "NAME", num_args = 0..=1)]
     pub install_service: Option<Option<String>>,
@@ -96,6 +101,8 @@ pub struct RunOptions {
     pub verbosity: u8,
     /// `--cpus`: number of vCPUs (0 is taken as 1).
     pub cpus: u32,
+    /// `--slirp-bind`: host address of slirp redirections (unspecified = loopback).
+    pub slirp_bind: Option<std::net::Ipv4Addr>,
 }
 
 /// Default verbosity (info).
@@ -142,6 +149,7 @@ impl Cli {
             console_type: self.console_type.clone(),
             verbosity: self.verbosity.unwrap_or(DEFAULT_VERBOSITY),
             cpus: self.cpus,
+            slirp_bind: Some(self.slirp_bind),
         }
     }
 
@@ -207,11 +215,6 @@ pub fn missing_files(config: &Config) -> Vec<String> {
     out
 }
 
-/// Stand-in for the boot path until the VMM lands: says so and fails.
-pub fn boot_not_implemented(_config: &Config, _options: &RunOptions) -> anyhow::Result<()> {
-    anyhow::bail!("booting is not implemented in this build.")
-}
-
 /// Writes `text` to stdout; a closed pipe (`colinux-daemon --dump-config |
 /// head`) is not an error worth a panic, so it is ignored.
 pub fn write_stdout(text: &str) -> std::io::Result<()> {
@@ -274,6 +277,12 @@ mod tests {
         assert_eq!(o.pidfile.as_deref(), Some(Path::new("/run/co.pid")));
         assert_eq!(o.console_type.as_deref(), Some("nt"));
         assert_eq!(o.verbosity, 3);
+        assert_eq!(o.slirp_bind, Some(std::net::Ipv4Addr::LOCALHOST));
+        let b = parse(&["--slirp-bind", "0.0.0.0"]).run_options();
+        assert_eq!(b.slirp_bind, Some(std::net::Ipv4Addr::UNSPECIFIED));
+        assert!(
+            Cli::try_parse_with_passthrough(["colinux-daemon", "--slirp-bind", "lan"]).is_err()
+        );
         assert_eq!(c.words, vec!["@a.conf", "root=/dev/cobd0", "ro"]);
     }
 

@@ -65,6 +65,7 @@ fn daemon_machine_boots_the_scripted_guest() {
         initrd: None,
         cmdline: "root=/dev/cobd0 console=ttyS0".into(),
         config,
+        slirp_bind: std::net::Ipv4Addr::LOCALHOST,
     };
     let hv = SimHypervisor::new(SimConfig::default());
     let entry = Arc::new(Mutex::new(None::<StandardRegisters>));
@@ -179,6 +180,7 @@ fn daemon_machine_slirp_answers_arp() {
         initrd: None,
         cmdline: "console=ttyS0".into(),
         config,
+        slirp_bind: std::net::Ipv4Addr::LOCALHOST,
     };
     let hv = SimHypervisor::new(SimConfig::default());
     let reply = Arc::new(Mutex::new(None::<Vec<u8>>));

@@ -5,6 +5,7 @@
 //! names `/dev/cobdN` from it); `ethN` becomes a virtio-net device on the host
 //! backend the entry names (slirp, tuntap, pcap-bridge/ndis-bridge).
 
+use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +36,7 @@ pub fn vm_seed(config: &Config) -> String {
     format!("{}|{}", config.kernel.resolve().display(), disk)
 }
 
-fn nic_spec(net: &colinux_conf::NetDevice, seed: &str) -> NicSpec {
+fn nic_spec(net: &colinux_conf::NetDevice, seed: &str, slirp_bind: Ipv4Addr) -> NicSpec {
     let kind = match net.kind {
         NetKind::Slirp => NicKind::Slirp,
         NetKind::Tuntap => NicKind::TunTap,
@@ -45,6 +46,7 @@ fn nic_spec(net: &colinux_conf::NetDevice, seed: &str) -> NicSpec {
     let mut spec = NicSpec::new(kind, net.effective_mac(seed).0);
     spec.host_interface = net.host_interface.clone();
     spec.promiscuous = net.promiscuous.unwrap_or(true);
+    spec.redirect_bind = slirp_bind;
     spec.redirections = net
         .redirections
         .iter()
@@ -61,9 +63,11 @@ fn nic_spec(net: &colinux_conf::NetDevice, seed: &str) -> NicSpec {
     spec
 }
 
-/// Adds every `cobdN` and `ethN` of `config` to `pci`.
+/// Adds every `cobdN` and `ethN` of `config` to `pci`; slirp redirections
+/// listen on `slirp_bind`.
 pub fn add_devices(
     config: &Config,
+    slirp_bind: Ipv4Addr,
     pci: &Mutex<PciRoot>,
     mem: &GuestMemoryMmap,
     irq: &Arc<dyn InterruptSink>,
@@ -98,7 +102,7 @@ pub fn add_devices(
     }
     let seed = vm_seed(config);
     for n in &config.network {
-        let spec = nic_spec(n, &seed);
+        let spec = nic_spec(n, &seed, slirp_bind);
         let backend =
             open_backend(&spec).with_context(|| format!("eth{}={}", n.index, n.kind.keyword()))?;
         let dev = NetDevice::new(backend, spec.mac);

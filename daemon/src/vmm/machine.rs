@@ -54,6 +54,8 @@ pub struct MachineSpec {
     pub cmdline: String,
     /// The configuration (its cobdN/ethN become PCI devices).
     pub config: Config,
+    /// Host address slirp redirections listen on.
+    pub slirp_bind: std::net::Ipv4Addr,
 }
 
 impl MachineSpec {
@@ -84,6 +86,7 @@ impl MachineSpec {
                     .collect::<Vec<_>>(),
             ),
             config: config.clone(),
+            slirp_bind: options.slirp_bind.unwrap_or(std::net::Ipv4Addr::LOCALHOST),
         })
     }
 }
@@ -169,7 +172,7 @@ impl Machine {
             size: MMIO32_SIZE,
         })));
 
-        super::devices::add_devices(&spec.config, &pci, &memory, &irq)?;
+        super::devices::add_devices(&spec.config, spec.slirp_bind, &pci, &memory, &irq)?;
         let doorbells = Arc::new(super::doorbells::Doorbells::new(vm.clone(), pci.clone()));
 
         let mut pio = Bus::new();
