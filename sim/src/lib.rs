@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod fault;
+pub mod faulty_disk;
 pub mod guest;
 pub mod guest_virtio;
 pub mod loopback;

@@ -8,7 +8,7 @@
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use colinux_devices::block::DiskImage;
+use colinux_devices::block::BlockBackend;
 use colinux_devices::bus::{Bus, BusError};
 use colinux_devices::interrupt::InterruptSink;
 use colinux_devices::pci::{MmioWindow, PciConfigIo, PciError, PciMmio, PciRoot};
@@ -120,7 +120,7 @@ impl SimMachine {
     /// Adds the daemon's virtio-blk over `image`; returns its slot.
     pub fn add_block(
         &self,
-        image: DiskImage,
+        image: impl BlockBackend + 'static,
         serial: &str,
         intx: Option<u32>,
     ) -> Result<u8, MachineError> {

@@ -14,7 +14,10 @@
 //! byte 1 is taken too; a refused opener asks `F_GETLK` about byte 1 and names
 //! the holder's pid.
 
+mod backend;
 mod lock;
+
+pub use backend::BlockBackend;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};

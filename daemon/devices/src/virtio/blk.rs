@@ -1,4 +1,5 @@
-//! virtio-blk for `cobdN`: one request queue over a [`DiskImage`].
+//! virtio-blk for `cobdN`: one request queue over a [`BlockBackend`] (in the
+//! daemon a [`DiskImage`](crate::block::DiskImage)).
 //!
 //! Requests are served synchronously when the guest rings the doorbell (classic
 //! `setcobd=sync`). Supported: `IN`, `OUT`, `FLUSH` (fdatasync before the
@@ -7,6 +8,8 @@
 //! it) and `WRITE_ZEROES`. A read-only image offers `VIRTIO_BLK_F_RO` and answers
 //! every modifying request with `VIRTIO_BLK_S_IOERR`. Data moves through a
 //! bounded bounce buffer, so a request's size never decides host memory use.
+//! A backend error fails only its request (`VIRTIO_BLK_S_IOERR`, logged with
+//! the backend's name); the device serves the next one as usual.
 
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
@@ -15,7 +18,7 @@ use super::chain::{self, Chain};
 use super::{
     drain_queue, Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_BLOCK,
 };
-use crate::block::{DiskImage, SECTOR_SIZE};
+use crate::block::{BlockBackend, SECTOR_SIZE};
 
 /// Feature: `seg_max` is valid.
 pub const F_SEG_MAX: u64 = 1 << 2;
@@ -76,15 +79,21 @@ pub struct BlockStats {
 
 /// A virtio block device.
 pub struct BlockDevice {
-    image: DiskImage,
+    image: Box<dyn BlockBackend>,
     serial: String,
     stats: BlockStats,
     bounce: Vec<u8>,
 }
 
 impl BlockDevice {
-    /// A device over `image` whose `GET_ID` answers `serial` (e.g. `cobd0`).
-    pub fn new(image: DiskImage, serial: &str) -> Self {
+    /// A device over `image` (a [`DiskImage`](crate::block::DiskImage) or any
+    /// other backend) whose `GET_ID` answers `serial` (e.g. `cobd0`).
+    pub fn new(image: impl BlockBackend + 'static, serial: &str) -> Self {
+        Self::with_backend(Box::new(image), serial)
+    }
+
+    /// A device over an already boxed backend.
+    pub fn with_backend(image: Box<dyn BlockBackend>, serial: &str) -> Self {
         BlockDevice {
             image,
             serial: serial.to_string(),
@@ -98,9 +107,9 @@ impl BlockDevice {
         self.stats
     }
 
-    /// The backing image.
-    pub fn image(&self) -> &DiskImage {
-        &self.image
+    /// The backend serving the requests.
+    pub fn backend(&self) -> &dyn BlockBackend {
+        &*self.image
     }
 
     fn config_bytes(&self) -> [u8; 60] {
@@ -168,7 +177,7 @@ impl BlockDevice {
             T_FLUSH => match self.image.flush() {
                 Ok(()) => (S_OK, 0),
                 Err(e) => {
-                    tracing::warn!(path = %self.image.path().display(), error = %e, "flush failed");
+                    tracing::warn!(path = %self.image.name(), error = %e, "flush failed");
                     (S_IOERR, 0)
                 }
             },
@@ -208,7 +217,7 @@ impl BlockDevice {
         while done < len {
             let n = (len - done).min(BOUNCE_LEN as u64) as usize;
             if let Err(e) = self.image.read_at(&mut self.bounce[..n], offset + done) {
-                tracing::warn!(path = %self.image.path().display(), error = %e, "read failed");
+                tracing::warn!(path = %self.image.name(), error = %e, "read failed");
                 return false;
             }
             if !chain::scatter(mem, &c.writable, done, &self.bounce[..n]) {
@@ -233,7 +242,7 @@ impl BlockDevice {
                 return false;
             }
             if let Err(e) = self.image.write_at(&self.bounce[..n], offset + done) {
-                tracing::warn!(path = %self.image.path().display(), error = %e, "write failed");
+                tracing::warn!(path = %self.image.name(), error = %e, "write failed");
                 return false;
             }
             done += n as u64;
@@ -266,7 +275,7 @@ impl BlockDevice {
                 self.image.write_zeroes(offset, bytes, flags & 1 != 0)
             };
             if let Err(e) = r {
-                tracing::warn!(path = %self.image.path().display(), error = %e, "discard/write-zeroes failed");
+                tracing::warn!(path = %self.image.name(), error = %e, "discard/write-zeroes failed");
                 return S_IOERR;
             }
         }
