@@ -129,12 +129,15 @@ impl Machine {
         events: Sender<MachineEvent>,
         out: ConsoleOut,
     ) -> Result<Self> {
+        let mut phases = super::timing::Phases::new();
         let layout = MemoryLayout::new(spec.mem_mib)?;
         let memory = layout.allocate()?;
+        phases.mark("alloc");
         let vm = hv.create_vm()?;
         vm.set_memory(&memory)?;
         vm.create_irqchip()?;
         vm.create_pit()?;
+        phases.mark("vm");
 
         let guest = prepare_guest(
             &memory,
@@ -146,6 +149,7 @@ impl Machine {
             },
             spec.cpus,
         )?;
+        phases.mark("images");
         tracing::info!(
             mem_mib = spec.mem_mib,
             cpus = spec.cpus,
@@ -174,6 +178,7 @@ impl Machine {
 
         super::devices::add_devices(&spec.config, spec.slirp_bind, &pci, &memory, &irq)?;
         let doorbells = Arc::new(super::doorbells::Doorbells::new(vm.clone(), pci.clone()));
+        phases.mark("devices");
 
         let mut pio = Bus::new();
         pio.insert(serial.clone(), COM1_PORT, 8)?;
@@ -214,6 +219,8 @@ impl Machine {
                 .with_context(|| format!("setting up vCPU {id}"))?;
             vcpus.push(vcpu);
         }
+        phases.mark("vcpus");
+        tracing::info!(total_ms = phases.total_ms(), "machine built: {phases}");
         Ok(Self {
             vm,
             memory,

@@ -17,6 +17,7 @@ pub mod diagnostics;
 pub mod doorbells;
 pub mod interrupts;
 pub mod machine;
+pub mod timing;
 pub mod vcpu;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -116,8 +117,12 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
         prev_hook(info);
     }));
 
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "machine built");
     let handles = m.start(stop.clone())?;
+    tracing::info!(
+        run_ms = started.elapsed().as_millis() as u64,
+        since_exec_ms = timing::process_age_ms(),
+        "vCPUs started"
+    );
     let has_pci_devices = !spec.config.block_devices.is_empty() || !spec.config.network.is_empty();
     let poller = has_pci_devices.then(|| {
         devices::spawn_device_poller(m.pci.clone(), Some(m.doorbells.clone()), stop.clone())

@@ -177,8 +177,10 @@ fn load_bzimage_fast(
     if std::env::var_os("COLINUX_DECOMPRESS_IN_GUEST").is_some() {
         return Ok(None);
     }
+    let t0 = std::time::Instant::now();
     let mut image = Vec::new();
     file.read_to_end(&mut image).map_err(io_err(path))?;
+    let read_ms = t0.elapsed().as_millis() as u64;
     let Some(header) = super::vmlinux::setup_header_of(&image) else {
         return Ok(None);
     };
@@ -188,7 +190,9 @@ fn load_bzimage_fast(
     }
     match super::vmlinux::load_in_place(mem, &image) {
         Ok(k) => {
-            tracing::debug!(
+            tracing::info!(
+                read_ms,
+                decompress_ms = t0.elapsed().as_millis() as u64 - read_ms,
                 entry = format_args!("{:#x}", k.entry),
                 "{}: decompressed in place by the monitor; entering vmlinux directly",
                 path.display()
