@@ -89,9 +89,37 @@ pub fn decompress_block(src: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(),
     Ok(())
 }
 
-/// Decompresses one LZ4 block into `dst`, which must be exactly the block's
-/// uncompressed size; returns the number of bytes written.
-pub fn decompress_block_into(src: &[u8], dst: &mut [u8]) -> Result<usize, Lz4Error> {
+/// Bytes moved by the fixed-size copies of the fast paths: a short literal or
+/// match is copied as one 16-byte move when both ends have room; the bytes past
+/// its end are overwritten by the following sequence.
+const WILD: usize = 16;
+
+/// Copies the `len`-byte match at distance `offset` behind `o` to `o`.
+/// `offset` is at least 1 and at most `o`; `o + len` fits in `dst`.
+fn copy_match(dst: &mut [u8], o: usize, offset: usize, len: usize) {
+    let from = o - offset;
+    if offset >= len {
+        if len <= WILD && offset >= WILD && o + WILD <= dst.len() {
+            dst.copy_within(from..from + WILD, o);
+        } else {
+            dst.copy_within(from..from + len, o);
+        }
+        return;
+    }
+    // Overlapping: the output repeats with period `offset`. Copy whole
+    // periods from `from`, doubling each time, so that every copy reads bytes
+    // already final and the source and destination never overlap.
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(offset + done);
+        dst.copy_within(from..from + n, o + done);
+        done += n;
+    }
+}
+
+/// Decompresses `src` into `dst`; with `partial`, output that would not fit
+/// ends the work (`dst` full) instead of being an error.
+fn decode(src: &[u8], dst: &mut [u8], partial: bool) -> Result<usize, Lz4Error> {
     let max = dst.len();
     let mut o = 0usize;
     let mut i = 0usize;
@@ -103,12 +131,17 @@ pub fn decompress_block_into(src: &[u8], dst: &mut [u8]) -> Result<usize, Lz4Err
             .checked_add(lit)
             .filter(|&e| e <= src.len())
             .ok_or(Lz4Error::Truncated(i))?;
-        let oend = o
-            .checked_add(lit)
-            .filter(|&e| e <= max)
-            .ok_or(Lz4Error::TooLarge(max))?;
-        dst[o..oend].copy_from_slice(&src[i..end]);
-        o = oend;
+        if lit <= WILD && i + WILD <= src.len() && o + WILD <= max {
+            dst[o..o + WILD].copy_from_slice(&src[i..i + WILD]);
+        } else if o + lit <= max {
+            dst[o..o + lit].copy_from_slice(&src[i..end]);
+        } else if partial {
+            dst[o..].copy_from_slice(&src[i..i + (max - o)]);
+            return Ok(max);
+        } else {
+            return Err(Lz4Error::TooLarge(max));
+        }
+        o += lit;
         i = end;
         if i == src.len() {
             break;
@@ -120,21 +153,29 @@ pub fn decompress_block_into(src: &[u8], dst: &mut [u8]) -> Result<usize, Lz4Err
         }
         i += 2;
         let len = read_len(src, &mut i, usize::from(token & 15))? + 4;
-        let oend = o
-            .checked_add(len)
-            .filter(|&e| e <= max)
-            .ok_or(Lz4Error::TooLarge(max))?;
-        let from = o - offset;
-        if offset >= len {
-            dst.copy_within(from..from + len, o);
-        } else {
-            for k in 0..len {
-                dst[o + k] = dst[from + k];
+        if o + len > max {
+            if !partial {
+                return Err(Lz4Error::TooLarge(max));
             }
+            copy_match(dst, o, offset, max - o);
+            return Ok(max);
         }
-        o = oend;
+        copy_match(dst, o, offset, len);
+        o += len;
     }
     Ok(o)
+}
+
+/// Decompresses one LZ4 block into `dst`, which must be exactly the block's
+/// uncompressed size; returns the number of bytes written.
+pub fn decompress_block_into(src: &[u8], dst: &mut [u8]) -> Result<usize, Lz4Error> {
+    decode(src, dst, false)
+}
+
+/// Decompresses the first `dst.len()` bytes of one LZ4 block (or all of it, if
+/// shorter); returns the number of bytes written.
+pub fn decompress_block_prefix(src: &[u8], dst: &mut [u8]) -> Result<usize, Lz4Error> {
+    decode(src, dst, true)
 }
 
 /// Splits a legacy stream into its blocks (compressed bytes of each).
@@ -314,7 +355,81 @@ mod tests {
         assert!(decompress_legacy_parallel(&s, seq.len() + 1, 2).is_err());
     }
 
+    /// Literals, then a match `(offset, len)` (none for the last sequence).
+    type Seq = (Vec<u8>, Option<(usize, usize)>);
+
+    /// Encodes `seqs` (literals, then a match `(offset, len)` if any) as one
+    /// LZ4 block, and returns it with the output a plain expansion gives.
+    fn encode(seqs: &[Seq]) -> (Vec<u8>, Vec<u8>) {
+        fn len_bytes(b: &mut Vec<u8>, mut n: usize) {
+            while n >= 255 {
+                b.push(255);
+                n -= 255;
+            }
+            b.push(n as u8);
+        }
+        let (mut block, mut out) = (Vec::new(), Vec::new());
+        for (lits, m) in seqs {
+            let ml = m.map_or(0, |(_, l)| l - 4);
+            block.push(((lits.len().min(15) as u8) << 4) | ml.min(15) as u8);
+            if lits.len() >= 15 {
+                len_bytes(&mut block, lits.len() - 15);
+            }
+            block.extend_from_slice(lits);
+            out.extend_from_slice(lits);
+            if let Some((offset, len)) = *m {
+                block.extend_from_slice(&(offset as u16).to_le_bytes());
+                if ml >= 15 {
+                    len_bytes(&mut block, ml - 15);
+                }
+                for _ in 0..len {
+                    out.push(out[out.len() - offset]);
+                }
+            }
+        }
+        (block, out)
+    }
+
+    fn sequences() -> impl Strategy<Value = Vec<Seq>> {
+        let seq = (
+            prop::collection::vec(any::<u8>(), 1..40),
+            (1usize..64, 4usize..300).prop_map(Some),
+        );
+        prop::collection::vec(seq, 1..24).prop_map(|mut v| {
+            let mut produced = 0;
+            for (lits, m) in &mut v {
+                produced += lits.len();
+                if let Some((off, len)) = m {
+                    *off = (*off).min(produced);
+                    produced += *len;
+                }
+            }
+            // Only the last sequence, literals alone, has no match.
+            v.push((b"tail!".to_vec(), None));
+            v
+        })
+    }
+
     proptest! {
+        #[test]
+        fn fast_paths_match_a_plain_expansion(seqs in sequences(), cut in 0usize..2000) {
+            let (block, want) = encode(&seqs);
+            let mut dst = vec![0u8; want.len()];
+            prop_assert_eq!(decompress_block_into(&block, &mut dst), Ok(want.len()));
+            prop_assert_eq!(&dst, &want);
+            let mut out = Vec::new();
+            decompress_block(&block, &mut out, want.len()).unwrap();
+            prop_assert_eq!(&out, &want);
+            let cut = cut.min(want.len());
+            let mut prefix = vec![0u8; cut];
+            prop_assert_eq!(decompress_block_prefix(&block, &mut prefix), Ok(cut));
+            prop_assert_eq!(&prefix[..], &want[..cut]);
+            if cut < want.len() {
+                let mut short = vec![0u8; cut];
+                prop_assert_eq!(decompress_block_into(&block, &mut short), Err(Lz4Error::TooLarge(cut)));
+            }
+        }
+
         #[test]
         fn arbitrary_input_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
             let mut out = Vec::new();
@@ -326,6 +441,7 @@ mod tests {
             let _ = decompress_legacy_parallel(&framed, 1 << 16, 2);
             let mut dst = vec![0u8; 300];
             let _ = decompress_block_into(&data, &mut dst);
+            let _ = decompress_block_prefix(&data, &mut dst[..20]);
         }
     }
 }

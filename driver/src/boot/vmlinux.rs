@@ -123,6 +123,37 @@ mod tests {
     }
 }
 
+/// How much of the first block is decoded to read the ELF and program headers.
+const HEADERS_MAX: usize = 64 << 10;
+
+/// Decompresses each `(block, output)` pair, the output being exactly the
+/// block's size, on as many threads as the host has CPUs; threads take the
+/// next block as they finish one, so uneven blocks balance out.
+fn decompress_blocks(work: Vec<(&[u8], &mut [u8])>) -> Result<(), lz4::Lz4Error> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, work.len().max(1));
+    let queue = std::sync::Mutex::new(work.into_iter());
+    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    while let Some((src, out)) = next() {
+                        if lz4::decompress_block_into(src, out)? != out.len() {
+                            return Err(lz4::Lz4Error::Truncated(out.len()));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().unwrap_or(Err(lz4::Lz4Error::NotLegacy)))
+    })
+}
+
 /// A PT_LOAD segment of the vmlinux.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Segment {
@@ -217,15 +248,12 @@ pub fn load_in_place(
         .ok_or(ExtractError::NoPayload)?;
     let total = u32::from_le_bytes(payload[tail..].try_into().unwrap_or_default()) as usize;
     let blocks = lz4::legacy_blocks(payload)?;
-    if total == 0 || total > MAX_VMLINUX || total > blocks.len() * lz4::LEGACY_BLOCK_MAX {
+    if total == 0 || total > MAX_VMLINUX || total.div_ceil(lz4::LEGACY_BLOCK_MAX) != blocks.len() {
         return Err(ExtractError::NoPayload);
     }
-    // The first block holds the ELF and program headers.
-    let first_len = total.min(lz4::LEGACY_BLOCK_MAX);
-    let mut first = vec![0u8; first_len];
-    if lz4::decompress_block_into(blocks[0], &mut first)? != first_len {
-        return Err(ExtractError::NotElf);
-    }
+    // The ELF and program headers are at the start of the first block.
+    let mut first = vec![0u8; total.min(HEADERS_MAX)];
+    lz4::decompress_block_prefix(blocks[0], &mut first)?;
     let (entry, segs) = elf_segments(&first).ok_or(ExtractError::NotElf)?;
     let lowest = *segs.first().ok_or(ExtractError::NotElf)?;
     let base = lowest
@@ -267,39 +295,13 @@ pub fn load_in_place(
     // this function holds the slice.
     let dst: &mut [u8] =
         unsafe { std::slice::from_raw_parts_mut(region.ptr_guard_mut().as_ptr(), total) };
-    dst[..first_len].copy_from_slice(&first);
     drop(first);
-    let rest: Vec<(&[u8], &mut [u8])> = blocks[1..]
+    let work: Vec<(&[u8], &mut [u8])> = blocks
         .iter()
         .copied()
-        .zip(dst[first_len..].chunks_mut(lz4::LEGACY_BLOCK_MAX))
+        .zip(dst.chunks_mut(lz4::LEGACY_BLOCK_MAX))
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .max(1);
-    let per = rest.len().div_ceil(threads).max(1);
-    let mut groups: Vec<Vec<(&[u8], &mut [u8])>> = Vec::new();
-    let mut it = rest.into_iter().peekable();
-    while it.peek().is_some() {
-        groups.push(it.by_ref().take(per).collect());
-    }
-    std::thread::scope(|s| {
-        let hs: Vec<_> = groups
-            .into_iter()
-            .map(|g| {
-                s.spawn(move || {
-                    for (src, out) in g {
-                        if lz4::decompress_block_into(src, out)? != out.len() {
-                            return Err(lz4::Lz4Error::Truncated(out.len()));
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .try_for_each(|h| h.join().unwrap_or(Err(lz4::Lz4Error::NotLegacy)))
-    })?;
+    decompress_blocks(work)?;
     let mut end = 0;
     for sgm in &segs {
         let from = sgm.offset as usize;
