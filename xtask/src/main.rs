@@ -4,6 +4,7 @@ mod bench;
 mod bench_io;
 mod ci;
 mod ci_boot;
+mod deps;
 mod run;
 
 use anyhow::Result;
@@ -74,6 +75,8 @@ enum Cmd {
     },
     /// Everything CI runs: fmt, clippy, nextest, images, ci-boot with qemu and with colinux.
     Ci,
+    /// Install what the project needs (Debian packages, cargo-nextest) if missing.
+    Deps,
 }
 
 fn main() {
@@ -83,6 +86,12 @@ fn main() {
         .init();
     colinux_harness::guard::install_signal_handlers();
     let cli = Cli::parse();
+    // Every command but `deps` itself needs the packages; `ci` also nextest.
+    let needs_nextest = matches!(cli.cmd, Cmd::Ci | Cmd::Deps);
+    if let Err(e) = deps::ensure(needs_nextest) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(2);
+    }
     let r: Result<i32> = match cli.cmd {
         Cmd::Images => ci_boot::images().map(|_| 0),
         Cmd::CiBoot {
@@ -103,6 +112,7 @@ fn main() {
         Cmd::Run { conf, monitor } => run::run(conf.as_deref(), monitor.map(Into::into)),
         Cmd::Bench { what } => bench::bench(what),
         Cmd::Ci => ci::ci(),
+        Cmd::Deps => Ok(0),
     };
     match r {
         Ok(code) => std::process::exit(code),

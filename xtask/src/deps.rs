@@ -1,0 +1,150 @@
+//! What the project needs on the machine, and installing what is missing.
+//!
+//! Every xtask command that builds the daemon or boots a VM calls
+//! [`ensure`] first, so `cargo xtask run` and `cargo xtask ci` set up a fresh
+//! Debian machine on their own (as README.md promises); `cargo xtask deps`
+//! does only this step, and `.ci/run` uses it.
+
+use anyhow::{bail, Context, Result};
+use std::process::{Command, Stdio};
+
+/// Debian packages the build, the images and the boots need.
+pub const PACKAGES: &[&str] = &[
+    // host VM and the inner qemu baseline
+    "qemu-system-x86",
+    "qemu-utils",
+    // images: guest and host initramfs, rootfs.ext4, e2fsck checks
+    "busybox-static",
+    "cpio",
+    "e2fsprogs",
+    "util-linux",
+    "kmod",
+    "xz-utils",
+    "zstd",
+    // colinux-net links Debian's libslirp (found through pkg-config)
+    "libslirp-dev",
+    "libglib2.0-dev",
+    "pkg-config",
+    // network scenarios and benchmarks
+    "iproute2",
+    "ca-certificates",
+];
+
+/// Packages of [`PACKAGES`] that dpkg does not list as installed.
+fn missing() -> Vec<&'static str> {
+    PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${db:Status-Status}", p])
+                .stderr(Stdio::null())
+                .output();
+            !matches!(out, Ok(o) if o.status.success() && o.stdout == b"installed")
+        })
+        .collect()
+}
+
+/// Whether this process runs with effective uid 0 (read from
+/// `/proc/self/status`, which needs no unsafe call).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    // A mirror caught mid-sync answers "held broken packages"; refreshing the
+    // indexes and trying again is what fixes it.
+    for attempt in 1..=3 {
+        let update = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get update")?;
+        if update.success() {
+            let install = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(packages)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .context("running apt-get install")?;
+            if install.success() {
+                return Ok(());
+            }
+        }
+        eprintln!("deps: apt-get failed (attempt {attempt} of 3)");
+        if attempt < 3 {
+            std::thread::sleep(std::time::Duration::from_secs(20));
+        }
+    }
+    bail!(
+        "could not install {} with apt-get (see its messages above)",
+        packages.join(" ")
+    )
+}
+
+/// Installs the missing Debian packages (as root) or says exactly what to
+/// install (otherwise); checks that cargo-nextest is there, installing it
+/// with `cargo install --locked` when `want_nextest` and it is missing.
+pub fn ensure(want_nextest: bool) -> Result<()> {
+    let missing = missing();
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "missing Debian packages: {m}; install them with `sudo apt-get install {m}` (or run as root)",
+                m = missing.join(" ")
+            );
+        }
+        eprintln!("deps: installing {}", missing.join(" "));
+        apt_install(&missing)?;
+        let still = self::missing();
+        if !still.is_empty() {
+            bail!(
+                "apt-get succeeded but these are still not installed: {}",
+                still.join(" ")
+            );
+        }
+    }
+    if want_nextest {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let has = Command::new(&cargo)
+            .args(["nextest", "--version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !has {
+            eprintln!("deps: installing cargo-nextest");
+            let st = Command::new(&cargo)
+                .args(["install", "--locked", "cargo-nextest"])
+                .status()
+                .context("running cargo install cargo-nextest")?;
+            if !st.success() {
+                bail!("cargo install --locked cargo-nextest failed ({st})");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_list_has_no_duplicates_and_covers_the_build() {
+        let mut p = PACKAGES.to_vec();
+        p.sort_unstable();
+        p.dedup();
+        assert_eq!(p.len(), PACKAGES.len());
+        for needed in ["libslirp-dev", "qemu-system-x86", "busybox-static"] {
+            assert!(PACKAGES.contains(&needed), "{needed}");
+        }
+    }
+}
