@@ -111,6 +111,18 @@ pub struct Machine {
     events: Sender<MachineEvent>,
 }
 
+/// What [`Machine::assemble`] makes while the kernel loads.
+struct Parts {
+    vm: Arc<dyn Vm>,
+    serial: Arc<Mutex<SerialPort<ConsoleOut>>>,
+    pci: Arc<Mutex<PciRoot>>,
+    doorbells: Arc<super::doorbells::Doorbells>,
+    pio: Bus,
+    mmio: Bus,
+    cpuid: Vec<colinux_driver::hypervisor::CpuIdEntry>,
+    vcpus: Vec<Box<dyn Vcpu>>,
+}
+
 impl Machine {
     /// Builds the machine on KVM; power events and vCPU ends go to `events`.
     pub fn build(
@@ -122,7 +134,9 @@ impl Machine {
         Self::build_on(&hv, spec, events, out)
     }
 
-    /// Builds the machine on any hypervisor backend.
+    /// Builds the machine on any hypervisor backend. The kernel and initrd
+    /// are loaded (the kernel decompressed) on a thread of their own while the
+    /// VM, its devices and vCPUs are created.
     pub fn build_on(
         hv: &dyn Hypervisor,
         spec: &MachineSpec,
@@ -133,30 +147,75 @@ impl Machine {
         let layout = MemoryLayout::new(spec.mem_mib)?;
         let memory = layout.allocate()?;
         phases.mark("alloc");
-        let vm = hv.create_vm()?;
-        vm.set_memory(&memory)?;
-        vm.create_irqchip()?;
-        vm.create_pit()?;
-        phases.mark("vm");
-
-        let guest = prepare_guest(
-            &memory,
-            &layout,
-            &BootImages {
-                kernel: &spec.kernel,
-                initrd: spec.initrd.as_deref(),
-                cmdline: &spec.cmdline,
-            },
-            spec.cpus,
-        )?;
-        phases.mark("images");
+        let images = BootImages {
+            kernel: &spec.kernel,
+            initrd: spec.initrd.as_deref(),
+            cmdline: &spec.cmdline,
+        };
+        let (guest, images_ms, parts) = std::thread::scope(|s| -> Result<_> {
+            let loader = s.spawn(|| {
+                let t = Instant::now();
+                let r = prepare_guest(&memory, &layout, &images, spec.cpus);
+                (r, t.elapsed().as_millis() as u64)
+            });
+            let parts = Self::assemble(hv, spec, &memory, &events, out);
+            let (guest, images_ms) = loader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the kernel loader thread panicked"))?;
+            Ok((guest?, images_ms, parts?))
+        })?;
+        phases.mark("vm+devices+images");
         tracing::info!(
             mem_mib = spec.mem_mib,
             cpus = spec.cpus,
             entry = format_args!("{:#x}", guest.entry),
             cmdline = %spec.cmdline,
+            images_ms,
             "guest prepared"
         );
+        let Parts {
+            vm,
+            serial,
+            pci,
+            doorbells,
+            pio,
+            mmio,
+            cpuid,
+            vcpus,
+        } = parts;
+        for vcpu in &vcpus {
+            configure_vcpu(vcpu.as_ref(), &memory, &cpuid, spec.cpus, &guest)
+                .with_context(|| format!("setting up vCPU {}", vcpu.id()))?;
+        }
+        phases.mark("vcpus");
+        tracing::info!(total_ms = phases.total_ms(), "machine built: {phases}");
+        Ok(Self {
+            vm,
+            memory,
+            serial,
+            pci,
+            doorbells,
+            pio,
+            mmio,
+            vcpus,
+            events,
+        })
+    }
+
+    /// The VM with its memory, irqchip and PIT; the legacy devices, the PCI
+    /// bus with the configured devices, the port and MMIO buses; and the
+    /// vCPUs, created but not yet configured.
+    fn assemble(
+        hv: &dyn Hypervisor,
+        spec: &MachineSpec,
+        memory: &GuestMemoryMmap,
+        events: &Sender<MachineEvent>,
+        out: ConsoleOut,
+    ) -> Result<Parts> {
+        let vm = hv.create_vm()?;
+        vm.set_memory(memory)?;
+        vm.create_irqchip()?;
+        vm.create_pit()?;
 
         let irq: Arc<dyn InterruptSink> = Arc::new(VmInterrupts::new(vm.clone()));
         let power: PowerSink = {
@@ -176,9 +235,8 @@ impl Machine {
             size: MMIO32_SIZE,
         })));
 
-        super::devices::add_devices(&spec.config, spec.slirp_bind, &pci, &memory, &irq)?;
+        super::devices::add_devices(&spec.config, spec.slirp_bind, &pci, memory, &irq)?;
         let doorbells = Arc::new(super::doorbells::Doorbells::new(vm.clone(), pci.clone()));
-        phases.mark("devices");
 
         let mut pio = Bus::new();
         pio.insert(serial.clone(), COM1_PORT, 8)?;
@@ -212,25 +270,18 @@ impl Machine {
         )?;
 
         let cpuid = hv.supported_cpuid()?;
-        let mut vcpus = Vec::new();
-        for id in 0..spec.cpus {
-            let vcpu = vm.create_vcpu(id)?;
-            configure_vcpu(vcpu.as_ref(), &memory, &cpuid, spec.cpus, &guest)
-                .with_context(|| format!("setting up vCPU {id}"))?;
-            vcpus.push(vcpu);
-        }
-        phases.mark("vcpus");
-        tracing::info!(total_ms = phases.total_ms(), "machine built: {phases}");
-        Ok(Self {
+        let vcpus = (0..spec.cpus)
+            .map(|id| vm.create_vcpu(id).map_err(anyhow::Error::from))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Parts {
             vm,
-            memory,
             serial,
             pci,
             doorbells,
             pio,
             mmio,
+            cpuid,
             vcpus,
-            events,
         })
     }
 
