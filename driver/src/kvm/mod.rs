@@ -79,12 +79,31 @@ impl Hypervisor for KvmHypervisor {
         }))
     }
 
+    /// `KVM_GET_SUPPORTED_CPUID`, plus the TSC-deadline timer when KVM has
+    /// it: the in-kernel local APIC emulates that mode, but KVM leaves
+    /// advertising it to userspace (see [`with_tsc_deadline`]).
     fn supported_cpuid(&self) -> Result<Vec<CpuIdEntry>> {
         let cpuid = self
             .kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| HypervisorError::op("KVM_GET_SUPPORTED_CPUID", e))?;
-        Ok(cpuid.as_slice().to_vec())
+        let mut entries = cpuid.as_slice().to_vec();
+        if self.kvm.check_extension(Cap::TscDeadlineTimer) {
+            with_tsc_deadline(&mut entries);
+        }
+        Ok(entries)
+    }
+}
+
+/// CPUID leaf 1 ECX: the local APIC timer has TSC-deadline mode.
+pub const CPUID1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+
+/// Sets the TSC-deadline bit in leaf 1. A guest kernel that sees it programs
+/// its timer by deadline and skips the ~100 ms busy-wait calibration of the
+/// local APIC timer at boot.
+pub fn with_tsc_deadline(entries: &mut [CpuIdEntry]) {
+    for e in entries.iter_mut().filter(|e| e.function == 1) {
+        e.ecx |= CPUID1_ECX_TSC_DEADLINE;
     }
 }
 
@@ -372,5 +391,28 @@ impl Vcpu for KvmVcpu {
             }
             Err(e) => Err(HypervisorError::op("KVM_RUN", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsc_deadline_goes_to_leaf_1_only() {
+        let mut e = vec![
+            CpuIdEntry {
+                function: 1,
+                ecx: 1,
+                ..Default::default()
+            },
+            CpuIdEntry {
+                function: 7,
+                ..Default::default()
+            },
+        ];
+        with_tsc_deadline(&mut e);
+        assert_eq!(e[0].ecx, 1 | CPUID1_ECX_TSC_DEADLINE);
+        assert_eq!(e[1].ecx, 0);
     }
 }
