@@ -284,12 +284,17 @@ pub fn load_initrd(
     if addr < kernel_end {
         return Err(too_big());
     }
-    let mut data = Vec::with_capacity(size as usize);
-    file.read_to_end(&mut data).map_err(io_err(path))?;
-    mem.write_slice(&data, GuestAddress(addr))
-        .map_err(|_| LoadError::GuestWrite {
-            what: "initrd",
-            addr,
+    // Straight from the file into guest RAM, without an intermediate copy.
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
+        .map_err(|e| match e {
+            vm_memory::GuestMemoryError::IOError(source) => LoadError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            _ => LoadError::GuestWrite {
+                what: "initrd",
+                addr,
+            },
         })?;
     Ok(LoadedInitrd { addr, size })
 }
