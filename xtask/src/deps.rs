@@ -10,14 +10,13 @@ use std::process::{Command, Stdio};
 
 /// Debian packages the build, the images and the boots need.
 pub const PACKAGES: &[&str] = &[
-    // host VM and the inner qemu baseline
-    "qemu-system-x86",
-    "qemu-utils",
-    // images: guest and host initramfs, rootfs.ext4, e2fsck checks
-    "busybox-static",
-    "cpio",
+    // images: guest and host initramfs, rootfs.ext4, e2fsck checks (first:
+    // e2fsprogs may need an upgrade the others' resolution trips over)
     "e2fsprogs",
     "util-linux",
+    "iproute2",
+    "busybox-static",
+    "cpio",
     "kmod",
     "xz-utils",
     "zstd",
@@ -25,8 +24,9 @@ pub const PACKAGES: &[&str] = &[
     "libslirp-dev",
     "libglib2.0-dev",
     "pkg-config",
-    // network scenarios and benchmarks
-    "iproute2",
+    // host VM and the inner qemu baseline
+    "qemu-system-x86",
+    "qemu-utils",
     "ca-certificates",
 ];
 
@@ -58,23 +58,32 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+fn apt_get(args: &[&str]) -> Result<bool> {
+    Ok(Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .with_context(|| format!("running apt-get {}", args[0]))?
+        .success())
+}
+
+/// Installs `packages`: all at once, and where apt's resolver gives up on the
+/// whole set ("held broken packages", seen on these machines' base image when
+/// e2fsprogs needs an upgrade), one at a time in list order, which it solves.
+/// A failing index refresh (a mirror caught mid-sync) is retried.
 fn apt_install(packages: &[&str]) -> Result<()> {
-    // A mirror caught mid-sync answers "held broken packages"; refreshing the
-    // indexes and trying again is what fixes it.
+    let install = ["install", "-y", "-qq", "--no-install-recommends"];
     for attempt in 1..=3 {
-        let update = Command::new("apt-get")
-            .args(["update", "-qq"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("running apt-get update")?;
-        if update.success() {
-            let install = Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(packages)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .context("running apt-get install")?;
-            if install.success() {
+        if apt_get(&["update", "-qq"])? {
+            if apt_get(&[&install[..], packages].concat())? {
+                return Ok(());
+            }
+            eprintln!("deps: apt-get could not install the set at once; one at a time");
+            let mut all = true;
+            for p in packages {
+                all &= apt_get(&[&install[..], &[p]].concat())?;
+            }
+            if all {
                 return Ok(());
             }
         }
