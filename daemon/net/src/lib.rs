@@ -4,7 +4,9 @@
 //! Each backend is a [`NetBackend`]; the virtio-net device in `colinux-devices`
 //! only ever sees this trait, so a backend can be swapped (or replaced by a
 //! loopback in tests) without touching the device. [`open_backend`] builds the
-//! backend a `colinux.conf` `ethN=` entry asks for.
+//! backend a `colinux.conf` `ethN=` entry asks for. A backend may also take
+//! frames with a virtio-net header asking for offloads ([`vnet`]); only the TAP
+//! does.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -19,6 +21,7 @@ mod quiet;
 mod slirp;
 mod stats;
 mod tap;
+pub mod vnet;
 pub mod wire;
 
 pub use config::{open_backend, NicKind, NicSpec, Protocol, Redirection};
@@ -26,6 +29,7 @@ pub use error::NetError;
 pub use packet::PacketBridge;
 pub use slirp::{slirp_version, SlirpBackend, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST};
 pub use tap::TapBackend;
+pub use vnet::{Offloads, VnetHdr};
 
 /// The largest frame a backend accepts or delivers: a 1500-byte MTU Ethernet
 /// frame with a VLAN tag (1518) rounded up; longer frames are counted and dropped.
@@ -53,6 +57,23 @@ pub trait NetBackend: Send {
     fn ready_fd(&self) -> RawFd;
     /// Counters for the note/log: frames and drops in each direction.
     fn stats(&self) -> NetStats;
+    /// Guest-to-host offloads [`NetBackend::send_offloaded`] accepts; none by
+    /// default, so the device offers none and only calls [`NetBackend::send`].
+    fn offloads(&self) -> Offloads {
+        Offloads::NONE
+    }
+    /// Sends one frame from the guest whose virtio-net header asks for
+    /// offloads (a partial checksum, a TSO super-frame). The device has checked
+    /// `hdr` against `frame` with [`VnetHdr::check_tx`] and calls this only for
+    /// offloads in [`NetBackend::offloads`]; a frame the host refuses is
+    /// dropped and counted, not an error. By default: unsupported.
+    fn send_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<()> {
+        let _ = (hdr, frame);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this backend takes no offloads",
+        ))
+    }
 }
 
 /// Frame counters kept by every backend.

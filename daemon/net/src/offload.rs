@@ -8,54 +8,12 @@
 //! checksum, and cut super-frames into MSS-sized segments.
 
 use crate::checksum;
+pub(crate) use crate::vnet::{VnetHdr, VNET_HDR_LEN};
+use crate::vnet::{F_NEEDS_CSUM, GSO_ECN, GSO_NONE, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
 use crate::wire::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
-/// Size of `struct virtio_net_hdr` as a packet socket reads and writes it.
-pub(crate) const VNET_HDR_LEN: usize = 10;
-
-const F_NEEDS_CSUM: u8 = 1;
-const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
-const GSO_UDP_L4: u8 = 5;
-const GSO_ECN: u8 = 0x80;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
-
-/// The fields of a `virtio_net_hdr` (native byte order, as the kernel writes it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct VnetHdr {
-    pub flags: u8,
-    pub gso_type: u8,
-    pub gso_size: u16,
-    pub csum_start: u16,
-    pub csum_offset: u16,
-}
-
-impl VnetHdr {
-    /// Reads the header from the first [`VNET_HDR_LEN`] bytes.
-    pub fn parse(b: &[u8; VNET_HDR_LEN]) -> Self {
-        VnetHdr {
-            flags: b[0],
-            gso_type: b[1],
-            gso_size: u16::from_ne_bytes([b[4], b[5]]),
-            csum_start: u16::from_ne_bytes([b[6], b[7]]),
-            csum_offset: u16::from_ne_bytes([b[8], b[9]]),
-        }
-    }
-
-    /// Writes the header (used by tests to forge what the kernel would hand over).
-    #[cfg(test)]
-    pub fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
-        let mut b = [0u8; VNET_HDR_LEN];
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
-        b
-    }
-}
 
 /// Why a received frame could not be turned into wire frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -84,7 +84,7 @@ proptest! {
         mss in 536u16..1461,
     ) {
         let ty = if v6 { GSO_TCPV6 } else { GSO_TCPV4 };
-        let hdr = VnetHdr { flags: F_NEEDS_CSUM, gso_type: ty, gso_size: mss, csum_start: 0, csum_offset: 16 };
+        let hdr = VnetHdr { flags: F_NEEDS_CSUM, gso_type: ty, gso_size: mss, csum_start: 0, csum_offset: 16, hdr_len: 0 };
         let segs = run(hdr, tcp_frame(v6, &payload, 0x18 | 0x01 | 0x80)).unwrap();
         prop_assert_eq!(segs.len(), payload.len().div_ceil(usize::from(mss)));
         let hl = if v6 { 14 + 40 + 20 } else { 14 + 20 + 20 };
@@ -138,6 +138,7 @@ fn partial_udp_checksum_is_completed() {
         gso_size: 0,
         csum_start: 34,
         csum_offset: 6,
+        hdr_len: 0,
     };
     let out = run(hdr, f).unwrap();
     assert_eq!(out.len(), 1);
@@ -179,6 +180,7 @@ fn header_round_trips() {
         gso_size: 1448,
         csum_start: 54,
         csum_offset: 16,
+        hdr_len: 66,
     };
     assert_eq!(VnetHdr::parse(&h.to_bytes()), h);
 }

@@ -1,5 +1,14 @@
-//! The `tuntap` backend: a TAP device on the host (`IFF_TAP | IFF_NO_PI`, no
-//! virtio-net header, so the kernel hands over finished wire frames).
+//! The `tuntap` backend: a TAP device on the host (`IFF_TAP | IFF_NO_PI |
+//! IFF_VNET_HDR`): every frame crosses the descriptor behind a 12-byte
+//! virtio-net header (`TUNSETVNETHDRSZ`).
+//!
+//! Guest to host, the header lets the guest's offloads through (see
+//! [`crate::vnet`]): partial checksums and TCP super-frames of up to 64 KiB go
+//! to the kernel as they are, which finishes or segments them only if it must.
+//! Host to guest, `TUNSETOFFLOAD` with no flags tells the kernel we take no
+//! offloads, so it hands over finished wire frames (at most marked
+//! `F_DATA_VALID`, which needs nothing from us); a frame that still asks for
+//! work is counted and dropped.
 //!
 //! The device is named from the configuration, or `colinux%d` (the kernel picks
 //! the number). It is created if absent and brought up; the host side's address
@@ -13,17 +22,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::netif::{self, IfReq};
 use crate::stats::AtomicStats;
+use crate::vnet::{self, Offloads, VnetHdr, VNET_HDR_LEN, VNET_HDR_V1_LEN};
 use crate::{frame_len_ok, quiet, NetBackend, NetError, NetStats};
 
-/// `TUNSETIFF` = `_IOW('T', 202, int)`.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_TAP: libc::c_short = libc::IFF_TAP as libc::c_short;
+const IFF_NO_PI: libc::c_short = libc::IFF_NO_PI as libc::c_short;
+const IFF_VNET_HDR: libc::c_short = libc::IFF_VNET_HDR as libc::c_short;
 /// The name used when the configuration gives none.
 pub const DEFAULT_TAP_NAME: &str = "colinux%d";
-/// Read buffer: larger than any MTU a TAP could be given, so oversize frames
-/// are seen whole (and dropped) instead of truncated.
-const READ_BUF: usize = 65536 + 64;
+/// Read buffer: the header plus more than any MTU a TAP could be given, so
+/// oversize frames are seen whole (and dropped) instead of truncated.
+const READ_BUF: usize = VNET_HDR_V1_LEN + 65536 + 64;
 
 /// A TAP device; see the module documentation.
 pub struct TapBackend {
@@ -56,9 +65,9 @@ impl TapBackend {
         // SAFETY: raw is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = IfReq::new(want);
-        req.flags = IFF_TAP | IFF_NO_PI;
+        req.flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
         // SAFETY: TUNSETIFF reads and writes a struct ifreq, which IfReq matches.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
             let e = io::Error::last_os_error();
             let hint = match e.raw_os_error() {
                 Some(libc::EBUSY) => " (in use by another program)",
@@ -72,6 +81,12 @@ impl TapBackend {
             ));
         }
         let name = req.name();
+        if let Err(e) = setup_vnet(&fd) {
+            return Err(NetError::io(
+                format!("setting up the virtio-net header on TAP {name}"),
+                e,
+            ));
+        }
         if let Err(e) = netif::bring_up(&name) {
             return Err(NetError::io(format!("bringing TAP device {name} up"), e));
         }
@@ -106,12 +121,66 @@ impl TapBackend {
         io::Error::new(e.kind(), format!("TAP {} failed: {e}", self.name))
     }
 
+    /// Writes one frame behind its header; counts it either way.
+    fn write_frame(&mut self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<()> {
+        if self.failed {
+            self.stats.tx_drop();
+            return Err(self.dead());
+        }
+        let mut head = [0u8; VNET_HDR_V1_LEN];
+        head[..VNET_HDR_LEN].copy_from_slice(&hdr.to_bytes());
+        let iov = [
+            libc::iovec {
+                iov_base: head.as_mut_ptr().cast(),
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr().cast_mut().cast(),
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: writev(2) reads the two valid buffers the iovecs describe.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if n >= 0 {
+            self.stats.tx_ok();
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        self.stats.tx_drop();
+        if fatal(&e) {
+            return Err(self.fail("write", &e));
+        }
+        // EIO while the interface is down, EAGAIN when its queue is full,
+        // EINVAL for a header the kernel refuses: the frame is lost like on a
+        // wire; TCP in the guest recovers.
+        tracing::debug!(target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
+        Ok(())
+    }
+
     fn dead(&self) -> io::Error {
         io::Error::new(
             io::ErrorKind::NotConnected,
             format!("TAP {} has failed", self.name),
         )
     }
+}
+
+/// Sets the header size and tells the kernel we take no offloads on reads.
+fn setup_vnet(fd: &OwnedFd) -> io::Result<()> {
+    let size = VNET_HDR_V1_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which is valid.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // No TUN_F_* flag: the kernel finishes checksums and segments before a
+    // frame reaches us (the guest gets no GUEST_* offloads). Frames we write
+    // may still carry offloads; the kernel accepts them whatever this says.
+    let none: libc::c_ulong = 0;
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is touched.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, none) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Errors after which the TAP will never work again (device deleted).
@@ -124,29 +193,11 @@ fn fatal(e: &io::Error) -> bool {
 
 impl NetBackend for TapBackend {
     fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        if self.failed {
-            self.stats.tx_drop();
-            return Err(self.dead());
-        }
-        if !frame_len_ok(frame.len()) {
+        if !frame_len_ok(frame.len()) && !self.failed {
             self.stats.tx_drop();
             return Ok(());
         }
-        // SAFETY: write(2) from a valid slice to our descriptor.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-        if n >= 0 {
-            self.stats.tx_ok();
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        self.stats.tx_drop();
-        if fatal(&e) {
-            return Err(self.fail("write", &e));
-        }
-        // EIO while the interface is down, EAGAIN when its queue is full: the
-        // frame is lost like on a wire; TCP in the guest recovers.
-        tracing::debug!(target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
-        Ok(())
+        self.write_frame(&VnetHdr::default(), frame)
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
@@ -171,12 +222,16 @@ impl NetBackend for TapBackend {
                     _ => Err(e),
                 };
             }
-            let n = n as usize;
-            if !frame_len_ok(n) || n > buf.len() {
+            let n = (n as usize).saturating_sub(VNET_HDR_V1_LEN);
+            let mut head = [0u8; VNET_HDR_LEN];
+            head.copy_from_slice(&self.buf[..VNET_HDR_LEN]);
+            let hdr = VnetHdr::parse(&head);
+            let finished = hdr.flags & !vnet::F_DATA_VALID == 0 && hdr.gso_type == vnet::GSO_NONE;
+            if !finished || !frame_len_ok(n) || n > buf.len() {
                 self.stats.rx_drop();
                 continue;
             }
-            buf[..n].copy_from_slice(&self.buf[..n]);
+            buf[..n].copy_from_slice(&self.buf[VNET_HDR_V1_LEN..VNET_HDR_V1_LEN + n]);
             self.stats.rx_ok();
             return Ok(Some(n));
         }
@@ -188,6 +243,21 @@ impl NetBackend for TapBackend {
 
     fn stats(&self) -> NetStats {
         self.stats.snapshot()
+    }
+
+    fn offloads(&self) -> Offloads {
+        Offloads::ALL
+    }
+
+    fn send_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<()> {
+        match hdr.check_tx(frame, Offloads::ALL) {
+            Err(e) if !self.failed => {
+                self.stats.tx_drop();
+                tracing::debug!(target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
+                Ok(())
+            }
+            _ => self.write_frame(hdr, frame),
+        }
     }
 }
 

@@ -2,21 +2,31 @@
 //! and a [`NetBackend`].
 //!
 //! Every buffer carries a 12-byte `virtio_net_hdr_v1` (virtio 1.x always has
-//! `num_buffers`). No offloads are offered, so the guest sends plain frames with
-//! a zero header and receives frames with a zero header and `num_buffers = 1`.
-//! Frames shorter than 14 or longer than [`MAX_FRAME_LEN`] bytes, in either
-//! direction, are counted and dropped; so are malformed chains. A backend error
-//! is logged and counted; the guest keeps running.
+//! `num_buffers`). Guest to host, the device offers checksum offload and TSO
+//! ([`F_CSUM`], [`F_HOST_TSO4`], [`F_HOST_TSO6`], [`F_HOST_ECN`]) when the
+//! backend takes them ([`NetBackend::offloads`], the TAP): the guest's header is
+//! checked ([`VnetHdr::check_tx`]) and passed on with the frame, which may then
+//! be a super-frame of up to [`MAX_GSO_FRAME_LEN`] bytes; a header that asks
+//! for anything not negotiated is counted and the frame dropped. Otherwise the
+//! guest sends plain frames with a zero header. No `GUEST_*` offload is
+//! offered: the guest receives finished frames with a zero header and
+//! `num_buffers = 1`.
+//! Other frames shorter than 14 or longer than [`MAX_FRAME_LEN`] bytes, in
+//! either direction, are counted and dropped; so are malformed chains. A backend
+//! error is logged and counted; the guest keeps running.
 //!
 //! Receive path: the VMM polls [`NetDevice::backend_fd`] (via
 //! `PciRoot::backend_fds`) and calls `process_backend` when it is readable; a
 //! guest kick of the rx queue runs the same path. When the guest has no rx
 //! buffers the device holds one frame back and withdraws its fd (returns
 //! `None`) until the guest adds buffers, so a level-triggered poll never spins.
+//!
+//! [`MAX_GSO_FRAME_LEN`]: colinux_net::vnet::MAX_GSO_FRAME_LEN
 
 use std::os::fd::RawFd;
 
-use colinux_net::{NetBackend, MAX_FRAME_LEN, MIN_FRAME_LEN};
+use colinux_net::vnet::{GSO_NONE, VNET_HDR_LEN};
+use colinux_net::{NetBackend, Offloads, VnetHdr, MAX_FRAME_LEN, MIN_FRAME_LEN};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
@@ -25,6 +35,14 @@ use super::drain_queue;
 use super::pci::VirtioPciDevice;
 use super::{Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_NET};
 
+/// Feature: the driver may leave TCP/UDP checksums to the device.
+pub const F_CSUM: u64 = 1 << 0;
+/// Feature: the driver may send TCP/IPv4 super-frames (TSO).
+pub const F_HOST_TSO4: u64 = 1 << 11;
+/// Feature: the driver may send TCP/IPv6 super-frames (TSO).
+pub const F_HOST_TSO6: u64 = 1 << 12;
+/// Feature: the driver may send super-frames with ECN.
+pub const F_HOST_ECN: u64 = 1 << 13;
 /// Feature: the `mac` config field is valid.
 pub const F_MAC: u64 = 1 << 5;
 /// Feature: the `status` config field is valid.
@@ -55,11 +73,20 @@ pub struct NetDeviceStats {
     pub rx_dropped: u64,
     /// Errors returned by the backend.
     pub backend_errors: u64,
+    /// Guest frames dropped because their virtio-net header was refused
+    /// (also counted in `tx_dropped`).
+    pub tx_bad_header: u64,
+    /// Guest super-frames (TSO) handed to the backend (also in `tx_frames`).
+    pub tx_gso_frames: u64,
 }
 
 /// A virtio network card.
 pub struct NetDevice {
     backend: Box<dyn NetBackend>,
+    /// What the backend takes, as offered to the driver.
+    offered: Offloads,
+    /// What the driver accepted (none until activation).
+    negotiated: Offloads,
     mac: [u8; 6],
     link_up: bool,
     stats: NetDeviceStats,
@@ -70,14 +97,22 @@ pub struct NetDevice {
 impl NetDevice {
     /// A card with address `mac` moving frames through `backend`.
     pub fn new(backend: Box<dyn NetBackend>, mac: [u8; 6]) -> Self {
+        let offered = backend.offloads().normalized();
         NetDevice {
             backend,
+            offered,
+            negotiated: Offloads::NONE,
             mac,
             link_up: true,
             stats: NetDeviceStats::default(),
             pending: None,
-            buf: vec![0; MAX_FRAME_LEN + 1],
+            buf: vec![0; offered.max_frame_len().max(MAX_FRAME_LEN + 1)],
         }
+    }
+
+    /// Guest-to-host offloads the driver negotiated (none before activation).
+    pub fn offloads(&self) -> Offloads {
+        self.negotiated
     }
 
     /// Counters since creation.
@@ -120,27 +155,44 @@ impl NetDevice {
         let frame_len = total.saturating_sub(HDR_LEN as u64);
         if total < HDR_LEN as u64
             || frame_len < MIN_FRAME_LEN as u64
-            || frame_len > MAX_FRAME_LEN as u64
+            || frame_len > self.negotiated.max_frame_len() as u64
         {
             self.stats.tx_dropped += 1;
             return;
         }
-        let mut hdr = [0u8; HDR_LEN];
+        let mut head = [0u8; VNET_HDR_LEN];
         let n = frame_len as usize;
-        if !chain::gather(mem, &c.readable, 0, &mut hdr)
-            || !chain::gather(mem, &c.readable, HDR_LEN as u64, &mut self.buf[..n])
+        let Some(frame) = self.buf.get_mut(..n) else {
+            self.stats.tx_dropped += 1;
+            return;
+        };
+        if !chain::gather(mem, &c.readable, 0, &mut head)
+            || !chain::gather(mem, &c.readable, HDR_LEN as u64, frame)
         {
             self.stats.tx_dropped += 1;
             return;
         }
-        // Without offloads the guest must send no GSO (gso_type == 0).
-        if hdr[1] != 0 {
+        let hdr = VnetHdr::parse(&head);
+        if let Err(e) = hdr.check_tx(frame, self.negotiated) {
             self.stats.tx_dropped += 1;
+            self.stats.tx_bad_header += 1;
+            if self.stats.tx_bad_header.is_power_of_two() {
+                tracing::warn!(error = %e, count = self.stats.tx_bad_header, "guest frame with a bad virtio-net header dropped");
+            }
             return;
         }
-        let frame = self.buf[..n].to_vec();
-        match self.backend.send(&frame) {
-            Ok(()) => self.stats.tx_frames += 1,
+        let res = if hdr.is_plain() {
+            self.backend.send(frame)
+        } else {
+            self.backend.send_offloaded(&hdr, frame)
+        };
+        match res {
+            Ok(()) => {
+                self.stats.tx_frames += 1;
+                if hdr.gso_type != GSO_NONE {
+                    self.stats.tx_gso_frames += 1;
+                }
+            }
             Err(e) => {
                 self.stats.tx_dropped += 1;
                 self.backend_error("send", e);
@@ -154,7 +206,7 @@ impl NetDevice {
         if let Some(f) = self.pending.take() {
             return Some(Some(f));
         }
-        match self.backend.recv(&mut self.buf) {
+        match self.backend.recv(&mut self.buf[..=MAX_FRAME_LEN]) {
             Ok(Some(n)) if (MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&n) => {
                 Some(Some(self.buf[..n].to_vec()))
             }
@@ -239,7 +291,16 @@ impl VirtioDevice for NetDevice {
         )
     }
     fn features(&self) -> u64 {
-        F_MAC | F_STATUS | F_RING_INDIRECT_DESC | F_RING_EVENT_IDX
+        let o = self.offered;
+        let bit = |on: bool, f: u64| if on { f } else { 0 };
+        F_MAC
+            | F_STATUS
+            | F_RING_INDIRECT_DESC
+            | F_RING_EVENT_IDX
+            | bit(o.csum, F_CSUM)
+            | bit(o.tso4, F_HOST_TSO4)
+            | bit(o.tso6, F_HOST_TSO6)
+            | bit(o.tso_ecn, F_HOST_ECN)
     }
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![QUEUE_SIZE, QUEUE_SIZE]
@@ -258,8 +319,22 @@ impl VirtioDevice for NetDevice {
                 .unwrap_or(0);
         }
     }
+    fn activate(&mut self, features: u64) {
+        let on = |f: u64| features & f != 0;
+        let asked = Offloads {
+            csum: on(F_CSUM),
+            tso4: on(F_HOST_TSO4),
+            tso6: on(F_HOST_TSO6),
+            tso_ecn: on(F_HOST_ECN),
+        };
+        self.negotiated = asked.intersect(self.offered).normalized();
+        if self.negotiated.any() {
+            tracing::info!(offloads = ?self.negotiated, "virtio-net guest-to-host offloads on");
+        }
+    }
     fn reset(&mut self) {
         self.pending = None;
+        self.negotiated = Offloads::NONE;
     }
     fn process_queue(
         &mut self,

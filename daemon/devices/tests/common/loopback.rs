@@ -1,13 +1,14 @@
 //! An in-memory [`NetBackend`] for tests: frames to the guest are queued by the
 //! test, frames from the guest are recorded, and either direction can be made
-//! to fail.
+//! to fail. It can claim guest-to-host offloads, recording frames sent with
+//! their virtio-net header apart from plain ones.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-use colinux_net::{NetBackend, NetStats};
+use colinux_net::{NetBackend, NetStats, Offloads, VnetHdr};
 use vmm_sys_util::eventfd::EventFd;
 
 #[derive(Default)]
@@ -17,12 +18,15 @@ pub struct LoopState {
     pub fail_send: bool,
     pub fail_recv: bool,
     pub recv_calls: usize,
+    /// Frames that came through `send_offloaded`, with their header.
+    pub offloaded: Vec<(VnetHdr, Vec<u8>)>,
 }
 
 /// The backend half handed to the device; the test keeps `state`.
 pub struct Loopback {
     pub state: Arc<Mutex<LoopState>>,
     fd: EventFd,
+    offloads: Offloads,
 }
 
 impl Loopback {
@@ -32,9 +36,17 @@ impl Loopback {
             Loopback {
                 state: state.clone(),
                 fd: EventFd::new(libc::EFD_NONBLOCK).unwrap(),
+                offloads: Offloads::NONE,
             },
             state,
         )
+    }
+
+    /// A loopback that claims `offloads`.
+    pub fn with_offloads(offloads: Offloads) -> (Self, Arc<Mutex<LoopState>>) {
+        let (mut l, state) = Self::new();
+        l.offloads = offloads;
+        (l, state)
     }
 }
 
@@ -72,5 +84,18 @@ impl NetBackend for Loopback {
 
     fn stats(&self) -> NetStats {
         NetStats::default()
+    }
+
+    fn offloads(&self) -> Offloads {
+        self.offloads
+    }
+
+    fn send_offloaded(&mut self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        if s.fail_send {
+            return Err(io::Error::other("send failure injected"));
+        }
+        s.offloaded.push((*hdr, frame.to_vec()));
+        Ok(())
     }
 }

@@ -18,7 +18,8 @@ pub fn csum(mut sum: u32, data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
+/// The IPv4 pseudo-header sum (unfolded) for a transport checksum.
+pub fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
     let s = src.octets();
     let d = dst.octets();
     [
