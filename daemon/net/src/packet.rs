@@ -306,23 +306,10 @@ impl NetBackend for PacketBridge {
             return Ok(());
         }
         let hdr = [0u8; VNET_HDR_LEN]; // no offload requested
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr() as *mut libc::c_void,
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: writev(2) from two valid slices to our socket.
-        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-        if n >= 0 {
+        let Err(e) = crate::vnet::write_with_header(self.fd.as_raw_fd(), &hdr, frame) else {
             self.stats.tx_ok();
             return Ok(());
-        }
-        let e = io::Error::last_os_error();
+        };
         self.stats.tx_drop();
         // ENETDOWN, EMSGSIZE (over the interface MTU), ENOBUFS: lost like on a
         // wire. The interface gone: fatal.

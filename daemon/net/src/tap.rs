@@ -129,31 +129,18 @@ impl TapBackend {
         }
         let mut head = [0u8; VNET_HDR_V1_LEN];
         head[..VNET_HDR_LEN].copy_from_slice(&hdr.to_bytes());
-        let iov = [
-            libc::iovec {
-                iov_base: head.as_mut_ptr().cast(),
-                iov_len: head.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr().cast_mut().cast(),
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: writev(2) reads the two valid buffers the iovecs describe.
-        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-        if n >= 0 {
-            self.stats.tx_ok();
+        if let Err(e) = vnet::write_with_header(self.fd.as_raw_fd(), &head, frame) {
+            self.stats.tx_drop();
+            if fatal(&e) {
+                return Err(self.fail("write", &e));
+            }
+            // EIO while the interface is down, EAGAIN when its queue is full,
+            // EINVAL for a header the kernel refuses: the frame is lost like on
+            // a wire; TCP in the guest recovers.
+            tracing::debug!(target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
             return Ok(());
         }
-        let e = io::Error::last_os_error();
-        self.stats.tx_drop();
-        if fatal(&e) {
-            return Err(self.fail("write", &e));
-        }
-        // EIO while the interface is down, EAGAIN when its queue is full,
-        // EINVAL for a header the kernel refuses: the frame is lost like on a
-        // wire; TCP in the guest recovers.
-        tracing::debug!(target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
+        self.stats.tx_ok();
         Ok(())
     }
 

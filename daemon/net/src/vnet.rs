@@ -262,3 +262,29 @@ impl VnetHdr {
 #[cfg(test)]
 #[path = "vnet_tests.rs"]
 mod tests;
+
+/// Writes `head` (a virtio-net header) and `frame` to `fd` in one
+/// `writev(2)`, as TAP devices with `IFF_VNET_HDR` and packet sockets with
+/// `PACKET_VNET_HDR` expect them; the caller counts and classifies errors.
+pub(crate) fn write_with_header(
+    fd: std::os::fd::RawFd,
+    head: &[u8],
+    frame: &[u8],
+) -> std::io::Result<()> {
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_ptr().cast_mut().cast(),
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: frame.as_ptr().cast_mut().cast(),
+            iov_len: frame.len(),
+        },
+    ];
+    // SAFETY: writev(2) only reads the two live buffers the iovecs describe.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
