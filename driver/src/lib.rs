@@ -7,4 +7,3 @@ pub mod kvm;
 pub mod layout;
 pub mod mptable;
 pub mod paging;
-pub mod ram;
