@@ -5,6 +5,7 @@
 //! - [`accel`]: KVM-or-TCG choice for the host VM, probed and cached.
 //! - [`scenario`], [`runner`], [`checks`], [`snapshot`], [`report`]: scenarios as data.
 //! - [`inner`]: the inner QEMU reference monitor derived from colinux.conf.
+//! - [`infra`]: host-VM kernel faults (nested SVM under TCG) told apart from monitor failures.
 //!
 //! The file protocol between the harness, the host VM and the guest is
 //! documented in vm-images/README.md.
@@ -15,6 +16,7 @@ pub mod conf;
 pub mod daemon;
 pub mod guard;
 pub mod images;
+pub mod infra;
 pub mod inner;
 pub mod paths;
 pub mod qemu;

@@ -12,6 +12,8 @@ pub fn json(outcomes: &[Outcome], total_seconds: f64) -> serde_json::Value {
             "result": o.result,
             "seconds": (o.seconds * 10.0).round() / 10.0,
             "log": o.log.display().to_string(),
+            "attempts": o.attempts,
+            "retried_because": o.retried_because,
         })).collect::<Vec<_>>(),
         "total_seconds": (total_seconds * 10.0).round() / 10.0,
     })
@@ -45,6 +47,9 @@ pub fn table(outcomes: &[Outcome], total_seconds: f64) -> String {
             o.seconds,
             o.log.display()
         );
+        if let Some(why) = &o.retried_because {
+            let _ = writeln!(s, "{:<w$}    - attempt 2; attempt 1 hit {why}", "");
+        }
         for reason in o.reasons.iter().take(6) {
             let _ = writeln!(s, "{:<w$}    - {reason}", "");
         }
@@ -68,12 +73,16 @@ mod tests {
             log: "/t/summary.txt".into(),
             reasons: vec![],
             boots: vec![],
+            attempts: 1,
+            retried_because: None,
         };
         let j = json(std::slice::from_ref(&o), 2.0);
         assert_eq!(j["scenarios"][0]["result"], "unsupported");
         assert_eq!(j["scenarios"][0]["monitor"], "qemu");
         assert_eq!(j["scenarios"][0]["seconds"], 1.2);
         assert_eq!(j["total_seconds"], 2.0);
+        assert_eq!(j["scenarios"][0]["attempts"], 1);
+        assert!(j["scenarios"][0]["retried_because"].is_null());
         assert!(table(&[o], 2.0).contains("unsupported"));
     }
 }

@@ -84,6 +84,11 @@ pub struct Outcome {
     /// Per-boot timing marks.
     #[serde(skip)]
     pub boots: Vec<BootMarks>,
+    /// Runs it took: 2 when the first failed on a host-VM fault (see [`crate::infra`]).
+    pub attempts: u32,
+    /// The host-VM fault that made the first attempt not count, with the
+    /// directory its logs were kept in.
+    pub retried_because: Option<String>,
 }
 
 /// What a run needs besides the scenario.
@@ -98,10 +103,56 @@ pub struct RunContext<'a> {
     pub verbose: bool,
 }
 
-/// Run one scenario; never panics on bad input, every problem is a `fail` reason.
+/// Run one scenario; when it fails and its host console shows that the host
+/// VM's own kernel broke down (see [`crate::infra`]), keep that attempt's logs
+/// in `<monitor>.attempt1/` and run it once more. Any other failure stands.
 pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
     let t0 = Instant::now();
-    let dir = paths::ci_boot_dir().join(&s.name).join(monitor.name());
+    let first = run_once(s, monitor, ctx);
+    if first.result != Verdict::Fail {
+        return first;
+    }
+    let dir = scenario_dir(s, monitor);
+    let console = std::fs::read_to_string(dir.join("host-console.log")).unwrap_or_default();
+    let Some(fault) = crate::infra::host_vm_fault(&console) else {
+        return first;
+    };
+    let kept = dir.with_extension("attempt1");
+    let _ = std::fs::remove_dir_all(&kept);
+    if let Err(e) = std::fs::rename(&dir, &kept) {
+        eprintln!("ci-boot: cannot keep {} ({e}); not retrying", dir.display());
+        return first;
+    }
+    eprintln!(
+        "ci-boot: {} ({}) attempt 1 failed on a host-VM fault, not the monitor: {fault}; \
+         logs kept in {}; running it once more",
+        s.name,
+        monitor.name(),
+        kept.display()
+    );
+    let mut second = run_once(s, monitor, ctx);
+    second.attempts = 2;
+    second.seconds = t0.elapsed().as_secs_f64();
+    second.retried_because = Some(format!("{fault}; logs {}", kept.display()));
+    let note = format!(
+        "attempt 1 failed on a host-VM fault: {fault}\n  its reasons: {}\n  its logs: {}\n",
+        first.reasons.join(" | "),
+        kept.display()
+    );
+    if let Ok(old) = std::fs::read_to_string(&second.log) {
+        let _ = std::fs::write(&second.log, old + &note);
+    }
+    second
+}
+
+fn scenario_dir(s: &Scenario, monitor: Monitor) -> PathBuf {
+    paths::ci_boot_dir().join(&s.name).join(monitor.name())
+}
+
+/// One attempt; never panics on bad input, every problem is a `fail` reason.
+fn run_once(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
+    let t0 = Instant::now();
+    let dir = scenario_dir(s, monitor);
     let mut out = Outcome {
         name: s.name.clone(),
         monitor,
@@ -110,6 +161,8 @@ pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome
         log: dir.join("summary.txt"),
         reasons: vec![],
         boots: vec![],
+        attempts: 1,
+        retried_because: None,
     };
     let mut notes = String::new();
     match run_inner(s, monitor, ctx, &dir, &mut out, &mut notes) {
@@ -249,9 +302,11 @@ fn run_inner(
         qemu: "qemu-system-x86_64".into(),
         kernel: ctx.images.path("kernel"),
         initrd: ctx.images.path("host-initrd"),
-        append: "console=ttyS0 panic=-1 loglevel=4".into(),
+        // loglevel=5: the host VM's kernel warnings (stack traces of a soft
+        // lockup, say) reach the console, so infra faults can be told apart.
+        append: "console=ttyS0 panic=-1 loglevel=5".into(),
         mem_mib: s.host_mem_mib,
-        smp: 2,
+        smp: host_vm_cpus(),
         accel: ctx.accel,
         disks: vec![(img.clone(), "work".into())],
     };
@@ -421,6 +476,15 @@ fn run_inner(
         }
     }
     Ok(())
+}
+
+/// vCPUs of the host VM: `$COLINUX_HOST_CPUS`, default 2.
+pub fn host_vm_cpus() -> u32 {
+    std::env::var("COLINUX_HOST_CPUS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(2)
 }
 
 /// Parse `COLINUX-HOST BOOT <n> START|READY|EXIT ...` lines.

@@ -150,6 +150,19 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     let t0 = Instant::now();
     let dir = paths::images_dir();
     std::fs::create_dir_all(&dir)?;
+    // Two xtask runs at once (ci-boot for each monitor, say) would rebuild the
+    // same files under each other: the second waits here for the first.
+    let lock_path = dir.join(".build.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        eprintln!(
+            "images: waiting for another build ({})",
+            lock_path.display()
+        );
+        lock.lock()
+            .with_context(|| format!("locking {}", lock_path.display()))?;
+    }
     let old: Option<Manifest> = std::fs::read_to_string(dir.join("manifest.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());

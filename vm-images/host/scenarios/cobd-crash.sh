@@ -127,9 +127,18 @@ check)
                 fi
             fi
         else
-            check "kill-$rep" FAIL "no durable record within ${BOOT_TIMEOUT:-180}s (last line: $(tail -n 1 "$log" | tr -d '\r' | cut -c1-200))"
-            kill -9 "$MPID" 2>/dev/null
-            wait "$MPID"
+            if alive "$MPID"; then
+                why="no durable record within ${BOOT_TIMEOUT:-180}s"
+                kill -9 "$MPID" 2>/dev/null
+                wait "$MPID"
+            else
+                wait "$MPID"
+                why="the monitor exited (status $?) before the first durable record"
+            fi
+            # The monitor's first words about why (colinux-daemon says "the guest stopped: ...").
+            said=$(tr -d '\r' < "$log" | grep -m1 'colinux-daemon:\|qemu-system' | cut -c1-200)
+            [ -n "$said" ] || said=$(tr -d '\r' < "$log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200)
+            check "kill-$rep" FAIL "$why (monitor log $OUT/guest-$rep.log: $said)"
             pass=0
         fi
         echo "COLINUX-HOST BOOT $rep EXIT killed $(cut -d' ' -f1 /proc/uptime)"
