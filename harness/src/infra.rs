@@ -68,6 +68,22 @@ pub fn host_vm_fault(console: &str) -> Option<String> {
     None
 }
 
+/// Seconds of soft lockup after which a host VM is taken as wedged for good.
+pub const WEDGED_SECS: u64 = 60;
+
+/// Whether this console line says the host VM's kernel has been stuck in a
+/// monitor process for at least [`WEDGED_SECS`]: the run can stop waiting.
+pub fn wedged(line: &str) -> bool {
+    if !line.contains("soft lockup") || !HOST_KVM.iter().any(|k| line.contains(k)) {
+        return false;
+    }
+    line.split("stuck for ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .is_some_and(|secs| secs >= WEDGED_SECS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +124,20 @@ mod tests {
         }
         log.push_str("kvm [127]: vcpu0 Unhandled WRMSR in kvm_amd\n");
         assert_eq!(host_vm_fault(&log), None);
+    }
+
+    #[test]
+    fn wedged_after_a_minute_in_the_monitor() {
+        let at = |s: u32, comm: &str| {
+            format!("[ 9.1] watchdog: BUG: soft lockup - CPU#1 stuck for {s}s! [{comm}:134]")
+        };
+        assert!(!wedged(&at(26, "qemu-system-x86")));
+        assert!(wedged(&at(78, "qemu-system-x86")));
+        assert!(wedged(&at(60, "colinux-daemon")));
+        assert!(
+            !wedged(&at(300, "dd")),
+            "a guest process is not the host VM"
+        );
     }
 
     #[test]

@@ -347,6 +347,14 @@ fn run_inner(
                 if l.contains("COLINUX-HOST DONE") {
                     done = true;
                 }
+                if crate::infra::wedged(&l) {
+                    out.reasons.push(format!(
+                        "host VM wedged, stopped waiting: {}; see {}",
+                        l.trim(),
+                        console_log.display()
+                    ));
+                    break;
+                }
                 if !l.trim().is_empty() {
                     last = l;
                 }
