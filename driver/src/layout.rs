@@ -86,7 +86,7 @@ pub enum LayoutError {
         mib: u64,
         /// Why.
         #[source]
-        source: vm_memory::mmap::FromRangesError,
+        source: crate::ram::RamError,
     },
 }
 
@@ -133,14 +133,14 @@ impl MemoryLayout {
         ranges
     }
 
-    /// Allocates the guest RAM.
+    /// Allocates the guest RAM, huge-page aligned (see [`crate::ram`]).
     pub fn allocate(&self) -> Result<GuestMemoryMmap, LayoutError> {
         let ranges: Vec<(GuestAddress, usize)> = self
             .ram_ranges()
             .into_iter()
             .map(|(s, l)| (GuestAddress(s), l as usize))
             .collect();
-        GuestMemoryMmap::from_ranges(&ranges).map_err(|source| LayoutError::Alloc {
+        crate::ram::allocate(&ranges).map_err(|source| LayoutError::Alloc {
             mib: self.ram_size / MIB,
             source,
         })

@@ -7,3 +7,4 @@ pub mod kvm;
 pub mod layout;
 pub mod mptable;
 pub mod paging;
+pub mod ram;
