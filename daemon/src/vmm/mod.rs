@@ -15,6 +15,7 @@ pub mod console;
 pub mod devices;
 pub mod diagnostics;
 pub mod doorbells;
+pub mod exit_log;
 pub mod interrupts;
 pub mod machine;
 pub mod timing;

@@ -10,6 +10,7 @@ use colinux_driver::hypervisor::{Vcpu, VmExit};
 use vm_memory::GuestMemoryMmap;
 
 use super::diagnostics;
+use super::exit_log::{ExitLog, ExitRecord};
 
 /// Why the machine stops (sent to the main thread).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,58 +67,82 @@ pub struct VcpuContext {
     pub events: Sender<MachineEvent>,
 }
 
-fn report(ctx: &VcpuContext, what: &str) -> String {
+fn report(ctx: &VcpuContext, exits: &ExitLog, what: &str) -> String {
     let mut s = format!("{what}\n");
     match (ctx.vcpu.get_regs(), ctx.vcpu.get_sregs()) {
         (Ok(r), Ok(sr)) => s.push_str(&diagnostics::report(&ctx.memory, &r, &sr)),
         (Err(e), _) | (_, Err(e)) => s.push_str(&format!("  (registers unavailable: {e})\n")),
     }
+    s.push_str(&exits.describe());
     s
 }
 
 /// Runs the vCPU until the machine stops or the vCPU ends it.
 pub fn run(mut ctx: VcpuContext) {
     let id = ctx.vcpu.id();
+    let mut exits = ExitLog::new();
     loop {
         if ctx.stop.load(Ordering::Acquire) {
             return;
         }
         let event = match ctx.vcpu.run() {
             Ok(VmExit::IoIn { port, data }) => {
+                exits.push(ExitRecord::IoIn {
+                    port,
+                    len: data.len() as u8,
+                });
                 if !ctx.pio.read(u64::from(port), data) {
                     tracing::trace!(vcpu = id, port, "unhandled port read");
                 }
                 None
             }
             Ok(VmExit::IoOut { port, data }) => {
+                exits.push(ExitRecord::io_out(port, data));
                 if !ctx.pio.write(u64::from(port), data) {
                     tracing::trace!(vcpu = id, port, ?data, "unhandled port write");
                 }
                 None
             }
             Ok(VmExit::MmioRead { addr, data }) => {
+                exits.push(ExitRecord::MmioRead {
+                    addr,
+                    len: data.len() as u8,
+                });
                 if !ctx.mmio.read(addr, data) {
                     tracing::trace!(vcpu = id, addr, "unhandled MMIO read");
                 }
                 None
             }
             Ok(VmExit::MmioWrite { addr, data }) => {
+                exits.push(ExitRecord::mmio_write(addr, data));
                 if !ctx.mmio.write(addr, data) {
                     tracing::trace!(vcpu = id, addr, "unhandled MMIO write");
                 }
                 None
             }
-            Ok(VmExit::Interrupted) | Ok(VmExit::Halt) => None,
+            Ok(VmExit::Interrupted) => {
+                exits.push(ExitRecord::Other("KVM_RUN interrupted (signal)"));
+                None
+            }
+            Ok(VmExit::Halt) => {
+                exits.push(ExitRecord::Other("hlt"));
+                None
+            }
             Ok(VmExit::Reset) => Some(MachineEvent::Reset),
             Ok(VmExit::Poweroff) => Some(MachineEvent::Poweroff),
             Ok(VmExit::Shutdown) => Some(MachineEvent::TripleFault {
                 vcpu: id,
-                report: report(&ctx, &format!("vCPU {id}: triple fault (CPU shutdown)")),
+                report: report(
+                    &ctx,
+                    &exits,
+                    &format!("vCPU {id}: triple fault (CPU shutdown)"),
+                ),
             }),
             Ok(VmExit::FailEntry { reason }) => Some(MachineEvent::Fatal {
                 vcpu: id,
                 report: report(
                     &ctx,
+                    &exits,
                     &format!("vCPU {id}: hardware refused to enter the guest (reason {reason:#x})"),
                 ),
             }),
@@ -125,16 +150,17 @@ pub fn run(mut ctx: VcpuContext) {
                 vcpu: id,
                 report: report(
                     &ctx,
+                    &exits,
                     &format!("vCPU {id}: hypervisor internal error (suberror {suberror})"),
                 ),
             }),
             Ok(VmExit::Unknown(what)) => Some(MachineEvent::Fatal {
                 vcpu: id,
-                report: report(&ctx, &format!("vCPU {id}: unexpected exit {what}")),
+                report: report(&ctx, &exits, &format!("vCPU {id}: unexpected exit {what}")),
             }),
             Err(e) => Some(MachineEvent::Fatal {
                 vcpu: id,
-                report: report(&ctx, &format!("vCPU {id}: {e}")),
+                report: report(&ctx, &exits, &format!("vCPU {id}: {e}")),
             }),
         };
         if let Some(ev) = event {
