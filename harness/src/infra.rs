@@ -36,9 +36,14 @@ const HOST_KVM: &[&str] = &[
     "kvm_intel",
     "Comm: colinux-daemon",
     "Comm: qemu-system-x86",
+    // colinux-daemon's vCPU threads are named vcpuN, QEMU's "CPU N/KVM".
+    "Comm: vcpu",
+    "Comm: CPU ",
     // The soft-lockup line itself ends with [comm:pid].
     "[colinux-daemon:",
     "[qemu-system-x86:",
+    "[vcpu",
+    "/KVM:",
 ];
 
 /// How far after a trouble line the host-KVM evidence may appear (a stack
@@ -105,6 +110,22 @@ mod tests {
         let log = "COLINUX-AGENT swap data read back at uptime 23.77\n\
             [   84.456546] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [qemu-system-x86:134]\n";
         assert!(host_vm_fault(log).is_some_and(|f| f.contains("stuck for 26s")));
+    }
+
+    #[test]
+    fn a_stack_overflow_in_a_vcpu_thread_is_a_host_fault() {
+        // bench net, colinux round: the host VM's kernel took a page fault with
+        // the guest's GS base in colinux-daemon's vCPU thread, and recursed.
+        let log = "[  226.112590] BUG: TASK stack guard page was hit at 000000003deb1fea\n\
+            [  226.112590] stack guard page: 0000 [#1] PREEMPT SMP NOPTI\n\
+            [  226.112590] CPU: 0 PID: 1196 Comm: vcpu0 Not tainted 6.1.0-57-cloud-amd64 #1\n\
+            [  226.112590] RIP: 0010:exc_page_fault+0x15/0x170\n\
+            [  226.224944] Kernel panic - not syncing: corrupted stack end detected inside scheduler\n";
+        let f = host_vm_fault(log).expect("a host fault");
+        assert!(f.contains("stack guard page"), "{f}");
+        let lockup = "[ 84.4] watchdog: BUG: soft lockup - CPU#1 stuck for 70s! [CPU 0/KVM:134]";
+        assert!(host_vm_fault(lockup).is_some());
+        assert!(wedged(lockup));
     }
 
     #[test]
