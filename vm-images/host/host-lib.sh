@@ -25,3 +25,53 @@ colinux_bridge_tap() {
     ip link set "$tap" master "$br"
     ip link set "$tap" up
 }
+
+# monitor_mem: "rss_kb=N hwm_kb=N" of the running inner monitor (the first
+# process named colinux-daemon or qemu-system-x86), or nothing. What the
+# monitor costs the host in memory, guest RAM it touched included.
+monitor_mem() {
+    for st in /proc/[0-9]*/status; do
+        name=$(sed -n 's/^Name:[[:space:]]*//p' "$st" 2>/dev/null)
+        case "$name" in
+        colinux-daemon|qemu-system-x86)
+            rss=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "$st")
+            hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "$st")
+            echo "rss_kb=$rss hwm_kb=$hwm"
+            return 0 ;;
+        esac
+    done
+}
+
+# confarg KEY: the value of KEY=value on the conf's kernel line ("" if absent).
+confarg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" "$CONF" | head -1; }
+
+# colinux_missing: the capabilities in $NEEDS colinux-daemon lacks ("" = none).
+colinux_missing() {
+    command -v colinux-daemon > /dev/null 2>&1 || { echo "no colinux-daemon in the host VM"; return; }
+    caps=$(timeout 10 colinux-daemon --capabilities 2>/dev/null)
+    miss=""
+    for c in $NEEDS; do
+        echo "$caps" | grep -q "\"$c\"" || miss="$miss $c"
+    done
+    [ -n "$miss" ] && echo "lacks$miss (reports $caps)"
+}
+
+# bench_rounds FUNC: the benchmarks' round loop. Rounds colinux.first_round ..
+# + colinux.rounds - 1; odd rounds run qemu first, even ones colinux first;
+# FUNC MONITOR ROUND runs one. colinux is skipped (and said unsupported once)
+# when it lacks $NEEDS.
+bench_rounds() {
+    first=$(confarg colinux.first_round); first=${first:-1}
+    rounds=$(confarg colinux.rounds); rounds=${rounds:-2}
+    why=$(colinux_missing)
+    [ -n "$why" ] && echo "COLINUX-BENCH monitor=colinux unsupported $why"
+    rnd=$first
+    while [ "$rnd" -lt $((first + rounds)) ]; do
+        if [ $((rnd % 2)) = 1 ]; then order="qemu colinux"; else order="colinux qemu"; fi
+        for mon in $order; do
+            [ "$mon" = colinux ] && [ -n "$why" ] && continue
+            "$1" "$mon" "$rnd"
+        done
+        rnd=$((rnd + 1))
+    done
+}

@@ -1,7 +1,7 @@
 //! Project automation: `cargo xtask images | run | ci-boot | bench | ci`.
 
 mod bench;
-mod bench_io;
+mod bench_host;
 mod ci;
 mod ci_boot;
 mod deps;

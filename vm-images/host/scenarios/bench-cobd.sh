@@ -11,7 +11,6 @@
 #          Assertions: disk, and <monitor>-<round> (that run ended, all tests ran).
 . /etc/colinux/host-lib.sh
 NEEDS="boot cobd"
-confarg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" "$CONF" | head -1; }
 
 # run_monitor MONITOR LOG: boot the guest once, console to LOG; returns its status.
 run_monitor() {
@@ -23,17 +22,6 @@ run_monitor() {
         set -- colinux-daemon @/work/colinux.conf
     fi
     timeout -s KILL "${BOOT_TIMEOUT:-300}" "$@" < /dev/null > "$rlog" 2>&1
-}
-
-# colinux_missing: the capabilities in NEEDS colinux-daemon lacks ("" = none).
-colinux_missing() {
-    command -v colinux-daemon > /dev/null 2>&1 || { echo "no colinux-daemon in the host VM"; return; }
-    caps=$(timeout 10 colinux-daemon --capabilities 2>/dev/null)
-    miss=""
-    for c in $NEEDS; do
-        echo "$caps" | grep -q "\"$c\"" || miss="$miss $c"
-    done
-    [ -n "$miss" ] && echo "lacks$miss (reports $caps)"
 }
 
 # one MONITOR ROUND: a run, its lines echoed and asserted.
@@ -63,18 +51,7 @@ setup)
     fi
     ;;
 check)
-    rounds=$(confarg colinux.rounds)
-    why=$(colinux_missing)
-    [ -n "$why" ] && echo "COLINUX-BENCH monitor=colinux unsupported $why"
-    rnd=1
-    while [ "$rnd" -le "${rounds:-2}" ]; do
-        if [ $((rnd % 2)) = 1 ]; then order="qemu colinux"; else order="colinux qemu"; fi
-        for m in $order; do
-            [ "$m" = colinux ] && [ -n "$why" ] && continue
-            one "$m" "$rnd"
-        done
-        rnd=$((rnd + 1))
-    done
+    bench_rounds one
     ;;
 esac
 exit 0

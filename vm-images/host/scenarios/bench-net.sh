@@ -16,7 +16,6 @@
 . /etc/colinux/host-lib.sh
 ip() { /usr/sbin/ip "$@"; }
 NEEDS="boot net-tuntap net-slirp"
-confarg() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" "$CONF" | head -1; }
 MIB=$(confarg colinux.net_mib); MIB=${MIB:-64}
 
 # start_monitor MONITOR LOG: boot the guest in the background; sets MPID.
@@ -30,17 +29,6 @@ start_monitor() {
     fi
     "$@" < /dev/null > "$mlog" 2>&1 &
     MPID=$!
-}
-
-# colinux_missing: the capabilities in NEEDS colinux-daemon lacks ("" = none).
-colinux_missing() {
-    command -v colinux-daemon > /dev/null 2>&1 || { echo "no colinux-daemon in the host VM"; return; }
-    caps=$(timeout 10 colinux-daemon --capabilities 2>/dev/null)
-    miss=""
-    for c in $NEEDS; do
-        echo "$caps" | grep -q "\"$c\"" || miss="$miss $c"
-    done
-    [ -n "$miss" ] && echo "lacks$miss (reports $caps)"
 }
 
 # alive PID: the process runs (a zombie the shell has not reaped yet does not).
@@ -127,18 +115,7 @@ setup)
     fi
     ;;
 check)
-    rounds=$(confarg colinux.rounds)
-    why=$(colinux_missing)
-    [ -n "$why" ] && echo "COLINUX-BENCH monitor=colinux unsupported $why"
-    rnd=1
-    while [ "$rnd" -le "${rounds:-2}" ]; do
-        if [ $((rnd % 2)) = 1 ]; then order="qemu colinux"; else order="colinux qemu"; fi
-        for mon in $order; do
-            [ "$mon" = colinux ] && [ -n "$why" ] && continue
-            one "$mon" "$rnd"
-        done
-        rnd=$((rnd + 1))
-    done
+    bench_rounds one
     ;;
 esac
 exit 0

@@ -1,6 +1,6 @@
-//! `cargo xtask bench cobd` and `cargo xtask bench net`: one host VM runs the
-//! same guest workload under qemu and colinux-daemon alternately (the host
-//! scripts vm-images/host/scenarios/bench-{cobd,net}.sh do the runs; the
+//! `cargo xtask bench boot|cobd|net`: a host VM per round runs the same guest
+//! workload under qemu and colinux-daemon (the host scripts
+//! vm-images/host/scenarios/bench-{boot,cobd,net}.sh do the runs; the
 //! scenarios are harness/benches/bench-*.toml, outside ci-boot: benchmarks are
 //! never tests). The host VM prints
 //! `COLINUX-BENCH monitor=M round=R key=value...` lines; this module averages
@@ -12,20 +12,23 @@ use colinux_harness::{paths, scenario};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// Which I/O benchmark.
+/// Which benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoBench {
+pub enum HostBench {
+    /// Boot-to-init time and the monitor's memory at init.
+    Boot,
     /// cobd throughput and IOPS.
     Cobd,
     /// TCP throughput over TAP and slirp.
     Net,
 }
 
-impl IoBench {
+impl HostBench {
     fn name(self) -> &'static str {
         match self {
-            IoBench::Cobd => "cobd",
-            IoBench::Net => "net",
+            HostBench::Boot => "boot",
+            HostBench::Cobd => "cobd",
+            HostBench::Net => "net",
         }
     }
 }
@@ -63,29 +66,41 @@ pub fn parse_line(line: &str) -> Option<BenchLine> {
     })
 }
 
-/// A measured value for a table row: (row label, unit, value).
-fn sample(what: IoBench, l: &BenchLine) -> Option<(String, &'static str, f64)> {
+/// The measured values of one line, each for a table row: (row label, unit, value).
+fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
     let num = |k: &str| l.fields.get(k).and_then(|v| v.parse::<f64>().ok());
     match what {
-        IoBench::Cobd => {
-            let mode = l.fields.get("mode")?;
-            if mode.starts_with("seq-") {
-                Some((format!("{mode} 1M"), "MiB/s", num("mibps")?))
+        HostBench::Boot => [
+            ("boot-to-init", "s", num("boot_s")),
+            ("RSS at init", "MiB", num("rss_kb").map(|k| k / 1024.0)),
+            ("peak RSS at init", "MiB", num("hwm_kb").map(|k| k / 1024.0)),
+        ]
+        .into_iter()
+        .filter_map(|(row, unit, v)| Some((row.to_string(), unit, v?)))
+        .collect(),
+        HostBench::Cobd => {
+            let Some(mode) = l.fields.get("mode") else {
+                return vec![];
+            };
+            let s = if mode.starts_with("seq-") {
+                num("mibps").map(|v| (format!("{mode} 1M"), "MiB/s", v))
             } else {
-                Some((format!("{mode} 4k QD1"), "IOPS", num("iops")?))
-            }
+                num("iops").map(|v| (format!("{mode} 4k QD1"), "IOPS", v))
+            };
+            s.into_iter().collect()
         }
-        IoBench::Net => {
-            let test = l.fields.get("test")?;
-            let side = l.fields.get("side")?;
-            let (bytes, secs) = (num("bytes")?, num("secs")?);
-            (secs > 0.0).then(|| {
-                (
+        HostBench::Net => {
+            let (Some(test), Some(side)) = (l.fields.get("test"), l.fields.get("side")) else {
+                return vec![];
+            };
+            match (num("bytes"), num("secs")) {
+                (Some(bytes), Some(secs)) if secs > 0.0 => vec![(
                     format!("{test} ({side} side)"),
                     "MiB/s",
                     bytes / 1_048_576.0 / secs,
-                )
-            })
+                )],
+                _ => vec![],
+            }
         }
     }
 }
@@ -98,7 +113,7 @@ fn mean(v: &[f64]) -> Option<f64> {
 }
 
 /// Collect the rows from the console lines; also the "unsupported" reasons.
-pub fn collect(what: IoBench, lines: &[BenchLine]) -> (Rows, BTreeMap<String, String>) {
+pub fn collect(what: HostBench, lines: &[BenchLine]) -> (Rows, BTreeMap<String, String>) {
     let mut rows: Rows = BTreeMap::new();
     let mut unsupported = BTreeMap::new();
     for l in lines {
@@ -106,7 +121,7 @@ pub fn collect(what: IoBench, lines: &[BenchLine]) -> (Rows, BTreeMap<String, St
             unsupported.insert(l.monitor.clone(), l.words[1..].join(" "));
             continue;
         }
-        if let Some((row, unit, v)) = sample(what, l) {
+        for (row, unit, v) in samples(what, l) {
             rows.entry(row)
                 .or_insert((unit, BTreeMap::new()))
                 .1
@@ -126,13 +141,16 @@ pub fn table(rows: &Rows, unsupported: &BTreeMap<String, String>) -> String {
         "{:<26} {:>6} {:>12} {:>12} {:>13}",
         "test", "unit", "qemu", "colinux", "colinux/qemu"
     );
-    let cell = |m: &BTreeMap<String, Vec<f64>>, mon: &str| match (m.get(mon), unsupported.get(mon))
-    {
-        (Some(v), _) => mean(v).map_or("-".into(), |x| format!("{x:.1}")),
+    let cell = |m: &BTreeMap<String, Vec<f64>>, mon: &str, prec: usize| match (
+        m.get(mon),
+        unsupported.get(mon),
+    ) {
+        (Some(v), _) => mean(v).map_or("-".into(), |x| format!("{x:.prec$}")),
         (None, Some(_)) => "unsupported".into(),
         (None, None) => "failed".into(),
     };
     for (row, (unit, m)) in rows {
+        let prec = if *unit == "s" { 2 } else { 1 };
         let ratio = match (
             m.get("qemu").and_then(|v| mean(v)),
             m.get("colinux").and_then(|v| mean(v)),
@@ -143,8 +161,8 @@ pub fn table(rows: &Rows, unsupported: &BTreeMap<String, String>) -> String {
         let _ = writeln!(
             s,
             "{row:<26} {unit:>6} {:>12} {:>12} {ratio:>13}",
-            cell(m, "qemu"),
-            cell(m, "colinux")
+            cell(m, "qemu", prec),
+            cell(m, "colinux", prec)
         );
     }
     for (m, why) in unsupported {
@@ -177,7 +195,7 @@ pub fn json(rows: &Rows, unsupported: &BTreeMap<String, String>) -> serde_json::
 /// Each round is its own host VM running qemu then colinux, so the two
 /// monitors of a round share a host VM, and a host VM that breaks down (see
 /// colinux_harness::infra) costs one round, not the whole benchmark.
-pub fn run(what: IoBench, rounds: u32) -> Result<i32> {
+pub fn run(what: HostBench, rounds: u32) -> Result<i32> {
     let (imgs, choice) = crate::ci_boot::prepare()?;
     let path = paths::workspace_root()
         .join("harness/benches")
@@ -200,7 +218,10 @@ pub fn run(what: IoBench, rounds: u32) -> Result<i32> {
     for r in 1..=rounds {
         let mut s = base.clone();
         s.name = format!("{}-r{r}", base.name);
-        s.conf = s.conf.replace("colinux.rounds=2", "colinux.rounds=1");
+        s.conf = s.conf.replace(
+            "colinux.rounds=2",
+            &format!("colinux.rounds=1 colinux.first_round={r}"),
+        );
         s.timeout_secs = s.timeout_secs / 2 + 300;
         // The host VM runs both monitors; the runner's monitor only names the log dir.
         let o = runner::run_scenario(&s, Monitor::Qemu, &ctx);
@@ -261,7 +282,7 @@ mod tests {
              COLINUX-BENCH monitor=colinux round=1 mode=rand-read bytes=1 ops=1 secs=1 mibps=1 iops=500\n\
              COLINUX-BENCH mode=seq-read mibps=5\n",
         );
-        let (rows, un) = collect(IoBench::Cobd, &l);
+        let (rows, un) = collect(HostBench::Cobd, &l);
         assert!(un.is_empty());
         let t = table(&rows, &un);
         assert!(t.contains("seq-read 1M"), "{t}");
@@ -275,8 +296,32 @@ mod tests {
     }
 
     #[test]
+    fn boot_rows_time_and_memory() {
+        let l = lines(
+            "COLINUX-BENCH monitor=qemu round=1 boot_s=4.000 rss_kb=204800 hwm_kb=307200\n\
+             COLINUX-BENCH monitor=colinux round=1 boot_s=2.000 rss_kb=102400 hwm_kb=102400\n\
+             COLINUX-BENCH monitor=colinux round=2 boot_s=3.000\n",
+        );
+        let (rows, un) = collect(HostBench::Boot, &l);
+        assert!(un.is_empty());
+        assert_eq!(rows["boot-to-init"].1["colinux"], vec![2.0, 3.0]);
+        assert_eq!(rows["RSS at init"].1["qemu"], vec![200.0]);
+        let t = table(&rows, &un);
+        assert!(
+            t.lines()
+                .any(|r| r.starts_with("boot-to-init") && r.contains("2.50") && r.contains("0.62")),
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .any(|r| r.starts_with("peak RSS at init") && r.contains("0.33")),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn bench_scenarios_load_and_have_their_scripts() {
-        for what in [IoBench::Cobd, IoBench::Net] {
+        for what in [HostBench::Boot, HostBench::Cobd, HostBench::Net] {
             let name = format!("bench-{}", what.name());
             let root = paths::workspace_root();
             let s = scenario::load(&root.join(format!("harness/benches/{name}.toml"))).unwrap();
@@ -289,9 +334,16 @@ mod tests {
             assert!(root
                 .join(format!("vm-images/host/scenarios/{name}.sh"))
                 .exists());
-            assert!(root
-                .join(format!("vm-images/guest/checks/{name}.sh"))
-                .exists());
+            let check = s
+                .conf
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("colinux.check="))
+                .expect("a colinux.check= word");
+            assert!(
+                root.join(format!("vm-images/guest/checks/{check}.sh"))
+                    .exists(),
+                "{name}: guest check {check}"
+            );
         }
     }
 
@@ -302,7 +354,7 @@ mod tests {
              COLINUX-BENCH monitor=qemu round=1 test=tap-g2h side=recv bytes=104857600 secs=2.00\n\
              COLINUX-BENCH monitor=qemu round=1 test=tap-g2h side=send error=x\n",
         );
-        let (rows, un) = collect(IoBench::Net, &l);
+        let (rows, un) = collect(HostBench::Net, &l);
         assert_eq!(un["colinux"], "lacks net-slirp");
         let t = table(&rows, &un);
         assert!(t.contains("tap-g2h (recv side)"), "{t}");
