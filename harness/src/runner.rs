@@ -146,7 +146,9 @@ pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome
 }
 
 fn scenario_dir(s: &Scenario, monitor: Monitor) -> PathBuf {
-    paths::ci_boot_dir().join(&s.name).join(monitor.name())
+    paths::ci_boot_dir()
+        .join(s.log_name.as_ref().unwrap_or(&s.name))
+        .join(monitor.name())
 }
 
 /// One attempt; never panics on bad input, every problem is a `fail` reason.

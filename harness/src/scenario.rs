@@ -31,6 +31,10 @@ pub struct Scenario {
     /// Deadline for one inner boot, enforced inside the host VM, seconds.
     #[serde(default = "default_boot_timeout")]
     pub boot_timeout_secs: u64,
+    /// Log directory name when one scenario runs several times side by side
+    /// (a benchmark's rounds); None = `name`. Never read from the file.
+    #[serde(skip)]
+    pub log_name: Option<String>,
     /// Host VM RAM in MiB.
     #[serde(default = "default_host_mem")]
     pub host_mem_mib: u32,
