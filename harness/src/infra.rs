@@ -63,11 +63,11 @@ pub fn host_vm_fault(console: &str) -> Option<String> {
             .iter()
             .find(|l| HOST_KVM.iter().any(|k| l.contains(k)))
         {
-            return Some(format!(
-                "host VM kernel: {} (at {})",
-                line.trim(),
-                ev.trim()
-            ));
+            return Some(if ev == line {
+                format!("host VM kernel: {}", line.trim())
+            } else {
+                format!("host VM kernel: {} (at {})", line.trim(), ev.trim())
+            });
         }
     }
     None
