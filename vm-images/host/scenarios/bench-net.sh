@@ -56,7 +56,7 @@ R
 # send TEST ADDR PORT: MIB MiB of zeros, timed; one result line.
 send() {
     t0=$(cut -d' ' -f1 /proc/uptime)
-    if dd if=/dev/zero bs=64k count=$((MIB * 16)) 2>/dev/null | timeout 300 nc "$2" "$3"; then
+    if dd if=/dev/zero bs=64k count=$((MIB * 16)) 2>/dev/null | timeout 120 nc "$2" "$3"; then
         t1=$(cut -d' ' -f1 /proc/uptime)
         echo "COLINUX-BENCH test=$1 side=send bytes=$((MIB * 1048576)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")"
     else
@@ -85,7 +85,7 @@ one() {
         send slirp-h2g 127.0.0.1 17777 >> "$res"
     fi
     i=0
-    while alive "$MPID" && [ "$i" -lt 1200 ]; do sleep 0.5; i=$((i + 1)); done
+    while alive "$MPID" && [ "$i" -lt 600 ]; do sleep 0.5; i=$((i + 1)); done
     kill -9 "$MPID" 2>/dev/null
     wait "$MPID"
     rc=$?
