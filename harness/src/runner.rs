@@ -304,9 +304,7 @@ fn run_inner(
         qemu: "qemu-system-x86_64".into(),
         kernel: ctx.images.path("kernel"),
         initrd: ctx.images.path("host-initrd"),
-        // loglevel=5: the host VM's kernel warnings (stack traces of a soft
-        // lockup, say) reach the console, so infra faults can be told apart.
-        append: "console=ttyS0 panic=-1 loglevel=5".into(),
+        append: host_vm_append(),
         mem_mib: s.host_mem_mib,
         smp: host_vm_cpus(),
         accel: ctx.accel,
@@ -486,6 +484,22 @@ fn run_inner(
         }
     }
     Ok(())
+}
+
+/// The host VM's kernel command line; `$COLINUX_HOST_KVM_AMD` (e.g. `npt=0`,
+/// comma-separated) becomes kvm_amd's module parameters inside it.
+pub fn host_vm_append() -> String {
+    // loglevel=5: the host VM's kernel warnings (stack traces of a soft
+    // lockup, say) reach the console, so infra faults can be told apart.
+    let mut a = String::from("console=ttyS0 panic=-1 loglevel=5");
+    if let Ok(p) = std::env::var("COLINUX_HOST_KVM_AMD") {
+        let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+        if !p.is_empty() {
+            a.push_str(" colinux.kvm_amd=");
+            a.push_str(&p);
+        }
+    }
+    a
 }
 
 /// vCPUs of the host VM: `$COLINUX_HOST_CPUS`, default 2.
