@@ -487,16 +487,21 @@ fn run_inner(
 }
 
 /// The host VM's kernel command line; `$COLINUX_HOST_KVM_AMD` (e.g. `npt=0`,
-/// comma-separated) becomes kvm_amd's module parameters inside it.
+/// comma-separated) becomes kvm_amd's module parameters inside it, and
+/// `$COLINUX_MONITOR_ENV` (`K=V,K=V`) the inner monitors' extra environment.
 pub fn host_vm_append() -> String {
     // loglevel=5: the host VM's kernel warnings (stack traces of a soft
     // lockup, say) reach the console, so infra faults can be told apart.
     let mut a = String::from("console=ttyS0 panic=-1 loglevel=5");
-    if let Ok(p) = std::env::var("COLINUX_HOST_KVM_AMD") {
-        let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
-        if !p.is_empty() {
-            a.push_str(" colinux.kvm_amd=");
-            a.push_str(&p);
+    for (var, word) in [
+        ("COLINUX_HOST_KVM_AMD", "colinux.kvm_amd"),
+        ("COLINUX_MONITOR_ENV", "colinux.env"),
+    ] {
+        if let Ok(p) = std::env::var(var) {
+            let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+            if !p.is_empty() {
+                a.push_str(&format!(" {word}={p}"));
+            }
         }
     }
     a
