@@ -24,6 +24,21 @@ pub const XLF_KERNEL_64: u16 = 1 << 0;
 pub const LOADER_UNDEFINED: u8 = 0xff;
 /// `loadflags` bit: the protected-mode code is loaded at 0x100000.
 pub const LOADED_HIGH: u8 = 1 << 0;
+/// `loadflags` bit: KASLR is on. The decompressor sets it when it randomizes;
+/// the kernel then also randomizes its memory regions (direct map, vmalloc,
+/// vmemmap). The monitor sets it when it enters vmlinux itself (see
+/// [`super::vmlinux`]) so a guest keeps that randomization; `nokaslr` on the
+/// command line clears it.
+pub const KASLR_FLAG: u8 = 1 << 1;
+
+/// `loadflags` with [`KASLR_FLAG`] cleared when the command line says `nokaslr`.
+pub fn honour_nokaslr(loadflags: u8, cmdline: &str) -> u8 {
+    if cmdline.split_whitespace().any(|w| w == "nokaslr") {
+        loadflags & !KASLR_FLAG
+    } else {
+        loadflags
+    }
+}
 /// PVH `hvm_start_info.magic`.
 pub const PVH_MAGIC: u32 = 0x336e_c578;
 
@@ -188,6 +203,10 @@ fn load_bzimage_fast(
     if version < 0x020c || xloadflags & XLF_KERNEL_64 == 0 {
         return Ok(None);
     }
+    // The kernel text stays at its link address, but the kernel still
+    // randomizes its memory regions, as after the decompressor's KASLR.
+    let mut header = header;
+    header.loadflags |= KASLR_FLAG;
     match super::vmlinux::load_in_place(mem, &image) {
         Ok(k) => {
             tracing::info!(
@@ -422,6 +441,14 @@ pub fn write_pvh_start_info(
 mod tests {
     use super::*;
     use crate::layout::MemoryLayout;
+
+    #[test]
+    fn nokaslr_clears_the_kaslr_flag_and_nothing_else() {
+        let f = LOADED_HIGH | KASLR_FLAG;
+        assert_eq!(honour_nokaslr(f, "console=ttyS0 nokaslr ro"), LOADED_HIGH);
+        assert_eq!(honour_nokaslr(f, "console=ttyS0 ro"), f);
+        assert_eq!(honour_nokaslr(f, "nokaslr=1"), f, "only the bare word");
+    }
 
     #[test]
     fn zero_page_fields() {

@@ -9,8 +9,8 @@ use super::cpu::{
     boot_cpu_state, boot_fpu, boot_msrs, configure_lapic, vcpu_cpuid, BootCpuState, EntryMode,
 };
 use super::loader::{
-    build_zero_page, load_cmdline, load_initrd, load_kernel, write_pvh_start_info, write_zero_page,
-    KernelEntry, LoadError, LoadedInitrd, ZeroPageConfig,
+    build_zero_page, honour_nokaslr, load_cmdline, load_initrd, load_kernel, write_pvh_start_info,
+    write_zero_page, KernelEntry, LoadError, LoadedInitrd, ZeroPageConfig,
 };
 use crate::acpi::{self, AcpiConfig, AcpiTables};
 use crate::hypervisor::{CpuIdEntry, HypervisorError, Vcpu};
@@ -140,13 +140,14 @@ pub fn prepare_guest(
     let e820 = layout.e820();
     let (entry_mode, entry) = match kernel.entry {
         KernelEntry::Linux64 { entry, header } => {
-            let zp = build_zero_page(&ZeroPageConfig {
+            let mut zp = build_zero_page(&ZeroPageConfig {
                 header,
                 cmdline_len: images.cmdline.len(),
                 initrd,
                 e820: &e820,
                 rsdp: Some(acpi.rsdp()),
             });
+            zp.hdr.loadflags = honour_nokaslr(zp.hdr.loadflags, images.cmdline);
             write_zero_page(mem, &zp)?;
             let tables = paging::build(
                 &paging::boot_identity_map(),

@@ -6,7 +6,8 @@
 //! part of a boot. When the payload is LZ4 (Debian's choice), the monitor
 //! decompresses it natively, loads the ELF's segments at their physical
 //! addresses and starts `startup_64` with the bzImage's own setup header — as
-//! the decompressor would have, minus KASLR.
+//! the decompressor would have, minus the kernel text's KASLR (the kernel's
+//! memory regions are still randomized: see `loader::KASLR_FLAG`).
 
 use linux_loader::loader::bootparam::setup_header;
 use vm_memory::ByteValued;
