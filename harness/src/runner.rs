@@ -84,9 +84,9 @@ pub struct Outcome {
     /// Per-boot timing marks.
     #[serde(skip)]
     pub boots: Vec<BootMarks>,
-    /// Runs it took: 2 when the first failed on a host-VM fault (see [`crate::infra`]).
+    /// Runs it took: 2 when the first failed on a fault of the nested setup (see [`crate::infra`]).
     pub attempts: u32,
-    /// The host-VM fault that made the first attempt not count, with the
+    /// The nested-setup fault that made the first attempt not count, with the
     /// directory its logs were kept in.
     pub retried_because: Option<String>,
 }
@@ -104,8 +104,9 @@ pub struct RunContext<'a> {
 }
 
 /// Run one scenario; when it fails and its host console shows that the host
-/// VM's own kernel broke down (see [`crate::infra`]), keep that attempt's logs
-/// in `<monitor>.attempt1/` and run it once more. Any other failure stands.
+/// VM's own kernel broke down or the inner guest reset unasked (see
+/// [`crate::infra`]), keep that attempt's logs in `<monitor>.attempt1/` and
+/// run it once more. Any other failure stands.
 pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
     let t0 = Instant::now();
     let first = run_once(s, monitor, ctx);
@@ -114,7 +115,9 @@ pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome
     }
     let dir = scenario_dir(s, monitor);
     let console = std::fs::read_to_string(dir.join("host-console.log")).unwrap_or_default();
-    let Some(fault) = crate::infra::host_vm_fault(&console) else {
+    let Some(fault) =
+        crate::infra::host_vm_fault(&console).or_else(|| crate::infra::inner_guest_reset(&console))
+    else {
         return first;
     };
     let kept = dir.with_extension("attempt1");
@@ -124,7 +127,7 @@ pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome
         return first;
     }
     eprintln!(
-        "ci-boot: {} ({}) attempt 1 failed on a host-VM fault, not the monitor: {fault}; \
+        "ci-boot: {} ({}) attempt 1 failed on a fault of the nested setup: {fault}; \
          logs kept in {}; running it once more",
         s.name,
         monitor.name(),
@@ -135,7 +138,7 @@ pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome
     second.seconds = t0.elapsed().as_secs_f64();
     second.retried_because = Some(format!("{fault}; logs {}", kept.display()));
     let note = format!(
-        "attempt 1 failed on a host-VM fault: {fault}\n  its reasons: {}\n  its logs: {}\n",
+        "attempt 1 failed on a fault of the nested setup: {fault}\n  its reasons: {}\n  its logs: {}\n",
         first.reasons.join(" | "),
         kept.display()
     );
