@@ -36,7 +36,8 @@ monitor_mem() {
         colinux-daemon|qemu-system-x86)
             rss=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "$st")
             hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "$st")
-            echo "rss_kb=$rss hwm_kb=$hwm"
+            # An exiting process has no VmRSS any more: say nothing.
+            [ -n "$rss" ] && echo "rss_kb=$rss hwm_kb=$hwm"
             return 0 ;;
         esac
     done
