@@ -5,6 +5,8 @@
 //! Debian machine on their own (as README.md promises); `cargo xtask deps`
 //! does only this step, and `.ci/run` uses it.
 
+mod qemu;
+
 use anyhow::{bail, Context, Result};
 use std::process::{Command, Stdio};
 
@@ -24,10 +26,9 @@ pub const PACKAGES: &[&str] = &[
     "libslirp-dev",
     "libglib2.0-dev",
     "pkg-config",
-    // host VM and the inner qemu baseline
-    "qemu-system-x86",
-    "qemu-utils",
     "ca-certificates",
+    // the host VM and the inner qemu baseline (qemu-system-x86, qemu-utils)
+    // come from qemu::ensure, as one consistent set
 ];
 
 /// Packages of [`PACKAGES`] that dpkg does not list as installed.
@@ -71,8 +72,19 @@ fn apt_get(args: &[&str]) -> Result<bool> {
 /// whole set ("held broken packages", seen on these machines' base image when
 /// e2fsprogs needs an upgrade), one at a time in list order, which it solves.
 /// A failing index refresh (a mirror caught mid-sync) is retried.
-fn apt_install(packages: &[&str]) -> Result<()> {
-    let install = ["install", "-y", "-qq", "--no-install-recommends"];
+fn apt_install(extra: &[&str], packages: &[&str]) -> Result<()> {
+    let install = [
+        &[
+            "install",
+            "-y",
+            "-qq",
+            "-o",
+            "Dpkg::Use-Pty=0",
+            "--no-install-recommends",
+        ][..],
+        extra,
+    ]
+    .concat();
     for attempt in 1..=3 {
         if apt_get(&["update", "-qq"])? {
             if apt_get(&[&install[..], packages].concat())? {
@@ -111,7 +123,7 @@ pub fn ensure(want_nextest: bool) -> Result<()> {
             );
         }
         eprintln!("deps: installing {}", missing.join(" "));
-        apt_install(&missing)?;
+        apt_install(&[], &missing)?;
         let still = self::missing();
         if !still.is_empty() {
             bail!(
@@ -119,6 +131,17 @@ pub fn ensure(want_nextest: bool) -> Result<()> {
                 still.join(" ")
             );
         }
+    }
+    if is_root() {
+        qemu::ensure(apt_install)?;
+    } else if qemu::QEMU_PACKAGES
+        .iter()
+        .any(|p| qemu::installed_version(p).is_none())
+    {
+        bail!(
+            "QEMU is not installed; as root, `cargo xtask deps` installs {} (from bookworm-backports on Debian 12)",
+            qemu::QEMU_PACKAGES.join(" ")
+        );
     }
     if want_nextest {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -152,8 +175,12 @@ mod tests {
         p.sort_unstable();
         p.dedup();
         assert_eq!(p.len(), PACKAGES.len());
-        for needed in ["libslirp-dev", "qemu-system-x86", "busybox-static"] {
+        for needed in ["libslirp-dev", "busybox-static"] {
             assert!(PACKAGES.contains(&needed), "{needed}");
+        }
+        // QEMU is installed as a set of its own, never through this list
+        for q in qemu::QEMU_PACKAGES {
+            assert!(!PACKAGES.contains(q), "{q}");
         }
     }
 }
