@@ -6,7 +6,7 @@
 //! backend the entry names (slirp, tuntap, pcap-bridge/ndis-bridge).
 
 use std::net::Ipv4Addr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -143,7 +143,7 @@ pub fn spawn_device_poller(
             let mut pfds: Vec<libc::pollfd> = backends
                 .iter()
                 .map(|&(_, fd)| fd)
-                .chain(bells.iter().map(|&(fd, _, _)| fd))
+                .chain(bells.iter().map(|(fd, _, _)| fd.as_raw_fd()))
                 .map(|fd| libc::pollfd {
                     fd,
                     events: libc::POLLIN,
@@ -156,9 +156,9 @@ pub fn spawn_device_poller(
                 continue;
             }
             let (pb, pd) = pfds.split_at(backends.len());
-            for (p, &(fd, slot, queue)) in pd.iter().zip(&bells) {
+            for (p, (fd, slot, queue)) in pd.iter().zip(&bells) {
                 if let (true, Some(d)) = (p.revents != 0, &doorbells) {
-                    d.ring(fd, slot, queue);
+                    d.ring(fd, *slot, *queue);
                 }
             }
             for (p, &(slot, _)) in pb.iter().zip(&backends) {

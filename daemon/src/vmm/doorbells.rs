@@ -3,18 +3,24 @@
 //! no longer stops the vCPU in the monitor; the backend poller thread services
 //! the queue instead. Until registration (and if it fails) doorbells still work
 //! as ordinary MMIO exits.
+//!
+//! The guest decides how often the layout changes (every `setpci` of a command
+//! register or BAR), so nothing here may grow with its writes: a doorbell whose
+//! address did not change keeps its eventfd and registration, and a replaced one
+//! is unregistered and closed as soon as no poll holds it any more (each bell's
+//! descriptor is reference-counted, so a poll in flight never sees a recycled
+//! descriptor number).
 
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 use colinux_devices::bus::BusDevice;
-use colinux_devices::pci::{PciConfigIo, PciRoot};
+use colinux_devices::pci::{NotifyRegion, PciConfigIo, PciRoot};
 use colinux_driver::hypervisor::{DataMatch, IoEventAddress, Vm};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// One registered doorbell.
 struct Bell {
-    fd: EventFd,
+    fd: Arc<EventFd>,
     addr: u64,
     slot: u8,
     queue: u16,
@@ -26,9 +32,6 @@ struct State {
     enabled: bool,
     generation: Option<u64>,
     bells: Vec<Bell>,
-    /// Descriptors of replaced registrations, kept open so a poll in flight on
-    /// another thread never sees a recycled descriptor number.
-    retired: Vec<EventFd>,
 }
 
 /// The doorbells of the PCI bus, kept in step with its layout.
@@ -71,16 +74,25 @@ impl Doorbells {
             return;
         }
         st.generation = Some(generation);
-        for b in std::mem::take(&mut st.bells) {
+        let same =
+            |b: &Bell, r: &NotifyRegion| b.addr == r.addr && b.slot == r.slot && b.queue == r.queue;
+        let (kept, gone): (Vec<Bell>, Vec<Bell>) = std::mem::take(&mut st.bells)
+            .into_iter()
+            .partition(|b| regions.iter().any(|r| same(b, r)));
+        for b in gone {
+            // Dropping `b` closes its descriptor once no poll holds it any more.
             if let Err(e) =
                 self.vm
                     .unregister_ioevent(&b.fd, IoEventAddress::Mmio(b.addr), DataMatch::Any)
             {
                 tracing::debug!("doorbell {:#x}: {e}", b.addr);
             }
-            st.retired.push(b.fd);
         }
+        st.bells = kept;
         for r in regions {
+            if st.bells.iter().any(|b| same(b, &r)) {
+                continue;
+            }
             let Ok(fd) = EventFd::new(EFD_NONBLOCK) else {
                 continue;
             };
@@ -89,7 +101,7 @@ impl Doorbells {
                 .register_ioevent(&fd, IoEventAddress::Mmio(r.addr), DataMatch::Any)
             {
                 Ok(()) => st.bells.push(Bell {
-                    fd,
+                    fd: Arc::new(fd),
                     addr: r.addr,
                     slot: r.slot,
                     queue: r.queue,
@@ -101,24 +113,28 @@ impl Doorbells {
     }
 
     /// The descriptors to poll, with the device slot and queue each one kicks.
-    pub fn poll_set(&self) -> Vec<(RawFd, u8, u16)> {
+    /// The caller's clones keep each descriptor open while it polls.
+    pub fn poll_set(&self) -> Vec<(Arc<EventFd>, u8, u16)> {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.bells
             .iter()
-            .map(|b| (b.fd.as_raw_fd(), b.slot, b.queue))
+            .map(|b| (b.fd.clone(), b.slot, b.queue))
             .collect()
     }
 
-    /// Consumes a doorbell that polled readable and services its queue.
-    pub fn ring(&self, fd: RawFd, slot: u8, queue: u16) {
-        let fired = {
-            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.bells
-                .iter()
-                .find(|b| b.fd.as_raw_fd() == fd)
-                .is_some_and(|b| b.fd.read().is_ok())
-        };
-        if fired {
+    /// Number of doorbells registered now.
+    pub fn registered(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bells
+            .len()
+    }
+
+    /// Consumes a doorbell that polled readable and services its queue. A bell
+    /// replaced meanwhile still kicks its queue once: a spurious kick is harmless.
+    pub fn ring(&self, fd: &EventFd, slot: u8, queue: u16) {
+        if fd.read().is_ok() {
             self.pci
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
