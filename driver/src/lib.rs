@@ -7,4 +7,5 @@ pub mod kvm;
 pub mod layout;
 pub mod mptable;
 pub mod paging;
+pub mod pci_irq;
 pub mod ram;

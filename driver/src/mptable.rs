@@ -6,6 +6,7 @@
 //! `acpi=off` use it), in the EBDA where the kernel scans for it.
 
 use crate::layout::{IOAPIC_START, LAPIC_START};
+use crate::pci_irq;
 
 /// Where the MP floating pointer (and the table after it) is placed: the EBDA.
 pub const MPTABLE_START: u64 = crate::layout::EBDA_START;
@@ -15,6 +16,8 @@ pub const BUS_PCI: u8 = 0;
 pub const BUS_ISA: u8 = 1;
 /// Number of IOAPIC pins (KVM's IOAPIC has 24).
 pub const IOAPIC_PINS: u8 = 24;
+/// Interrupt entry flags: polarity active-low (0b11), trigger level (0b11 << 2).
+const PCI_INT_FLAGS: u8 = 0x0f;
 const APIC_VERSION: u8 = 0x14;
 const IOAPIC_VERSION: u8 = 0x11;
 
@@ -44,6 +47,22 @@ pub fn build(cpus: u8, ioapic_id: u8, base: u64) -> Vec<u8> {
     // ISA IRQ n -> IOAPIC pin n (the in-kernel irqchip's default routing).
     for irq in 0..16u8 {
         entries.push(vec![3, 0, 0, 0, BUS_ISA, irq, ioapic_id, irq]);
+    }
+    // PCI bus 0: each slot's INTA# (every device we build is single-function
+    // with INTA#; four pins per slot would overflow the 1 KiB EBDA) to its
+    // IOAPIC input, level-triggered, active-low. Source IRQ: slot << 2 | pin - 1.
+    for slot in 1..pci_irq::SLOTS {
+        let gsi = pci_irq::gsi(slot, 1) as u8;
+        entries.push(vec![
+            3,
+            0,
+            PCI_INT_FLAGS,
+            0,
+            BUS_PCI,
+            slot << 2,
+            ioapic_id,
+            gsi,
+        ]);
     }
     // Local interrupts: LINT0 ExtINT, LINT1 NMI, on every local APIC.
     entries.push(vec![4, 3, 0, 0, BUS_ISA, 0, 0xff, 0]);
@@ -95,7 +114,7 @@ mod tests {
             assert_eq!(len, table.len());
             assert_eq!(sum(table), 0);
             let count = u16::from_le_bytes([table[34], table[35]]) as usize;
-            assert_eq!(count, cpus as usize + 2 + 1 + 16 + 2);
+            assert_eq!(count, cpus as usize + 2 + 1 + 16 + 31 + 2);
             // Exactly one boot processor.
             let bsp = table[44..44 + 20 * cpus as usize]
                 .chunks(20)

@@ -12,6 +12,7 @@
 pub mod aml;
 
 use crate::layout::{IOAPIC_START, LAPIC_START, MMIO32_SIZE, MMIO32_START};
+use crate::pci_irq;
 
 /// Port of the FADT sleep-control register (the guest writes SLP_TYP|SLP_EN).
 pub const SLEEP_CONTROL_PORT: u16 = 0x600;
@@ -148,6 +149,7 @@ fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     pci.extend(aml::name("_UID", &aml::integer(0)));
     pci.extend(aml::name("_BBN", &aml::integer(0)));
     pci.extend(aml::name("_CRS", &aml::buffer(&crs)));
+    pci.extend(prt());
     // COM1, so the kernel maps ISA IRQ 4 through the IOAPIC (with no 8259 in a
     // hardware-reduced platform, only ACPI-described ISA interrupts get routed).
     let mut com1_crs = res::io(0x3f8, 8);
@@ -170,6 +172,23 @@ fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
         ]),
     ));
     sdt(b"DSDT", 2, &body)
+}
+
+/// `Name(_PRT, Package() { Package() { 0xSSSSFFFF, pin, 0, gsi }, ... })`:
+/// static routing of every slot's INTA#..INTD# to its IOAPIC input (no link
+/// devices; a GSI entry is level-triggered, active-low), as [`pci_irq`] says.
+pub fn prt() -> Vec<u8> {
+    let entries: Vec<Vec<u8>> = pci_irq::routes()
+        .map(|(slot, pin, gsi)| {
+            aml::package(&[
+                aml::integer(u64::from(slot) << 16 | 0xffff),
+                aml::integer(u64::from(pin - 1)),
+                aml::integer(0),
+                aml::integer(u64::from(gsi)),
+            ])
+        })
+        .collect();
+    aml::name("_PRT", &aml::package(&entries))
 }
 
 fn rsdp(xsdt: u64) -> Vec<u8> {
