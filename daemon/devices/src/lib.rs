@@ -12,4 +12,5 @@ pub mod bus;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
+pub mod ratelimit;
 pub mod virtio;
