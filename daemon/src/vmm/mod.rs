@@ -146,11 +146,19 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
         }
     };
     machine::stop_vcpus(&stop, handles);
-    ticker.join().ok();
     if let Some(p) = poller {
         p.join().ok();
     }
-    out.flush_now();
+    // A console writer stuck on a stalled stdout must not keep the daemon from
+    // exiting: give it a moment, then leave it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while !ticker.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if ticker.is_finished() {
+        ticker.join().ok();
+        out.flush_now();
+    }
     drop(_raw);
     console::restore_terminal();
 
