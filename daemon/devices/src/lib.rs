@@ -12,5 +12,8 @@ pub mod bus;
 pub mod interrupt;
 pub mod legacy;
 pub mod pci;
-pub mod ratelimit;
 pub mod virtio;
+
+pub use colinux_net::guest_log;
+/// Rate limiting of guest-triggered log lines (home: `colinux_net::ratelimit`).
+pub use colinux_net::ratelimit;

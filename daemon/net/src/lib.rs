@@ -18,6 +18,7 @@ mod netif;
 mod offload;
 mod packet;
 mod quiet;
+pub mod ratelimit;
 mod slirp;
 mod stats;
 mod tap;

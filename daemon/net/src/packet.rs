@@ -227,7 +227,7 @@ impl PacketBridge {
         if !self.still_bound() {
             return Some(self.fail(what, &e));
         }
-        tracing::debug!(target: "colinux_net::bridge", interface = %self.ifname, "{what}: {e}");
+        crate::guest_log!(debug, target: "colinux_net::bridge", interface = %self.ifname, "{what}: {e}");
         None
     }
 
@@ -285,7 +285,7 @@ impl PacketBridge {
         });
         if let Err(e) = res {
             self.stats.rx_drop();
-            tracing::debug!(target: "colinux_net::bridge", interface = %self.ifname, "frame dropped: {e}");
+            crate::guest_log!(debug, target: "colinux_net::bridge", interface = %self.ifname, "frame dropped: {e}");
         }
         Ok(true)
     }

@@ -137,7 +137,7 @@ impl TapBackend {
             // EIO while the interface is down, EAGAIN when its queue is full,
             // EINVAL for a header the kernel refuses: the frame is lost like on
             // a wire; TCP in the guest recovers.
-            tracing::debug!(target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
+            crate::guest_log!(debug, target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
             return Ok(());
         }
         self.stats.tx_ok();
@@ -240,7 +240,7 @@ impl NetBackend for TapBackend {
         match hdr.check_tx(frame, Offloads::ALL) {
             Err(e) if !self.failed => {
                 self.stats.tx_drop();
-                tracing::debug!(target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
+                crate::guest_log!(debug, target: "colinux_net::tap", tap = %self.name, "frame dropped: {e}");
                 Ok(())
             }
             _ => self.write_frame(hdr, frame),

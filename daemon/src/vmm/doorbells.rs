@@ -85,7 +85,7 @@ impl Doorbells {
                 self.vm
                     .unregister_ioevent(&b.fd, IoEventAddress::Mmio(b.addr), DataMatch::Any)
             {
-                tracing::debug!("doorbell {:#x}: {e}", b.addr);
+                colinux_devices::guest_log!(debug, "doorbell {:#x}: {e}", b.addr);
             }
         }
         st.bells = kept;
@@ -106,10 +106,19 @@ impl Doorbells {
                     slot: r.slot,
                     queue: r.queue,
                 }),
-                Err(e) => tracing::debug!("doorbell {:#x} stays an MMIO exit: {e}", r.addr),
+                Err(e) => colinux_devices::guest_log!(
+                    debug,
+                    "doorbell {:#x} stays an MMIO exit: {e}",
+                    r.addr
+                ),
             }
         }
-        tracing::debug!(generation, count = st.bells.len(), "doorbells registered");
+        colinux_devices::guest_log!(
+            debug,
+            generation,
+            count = st.bells.len(),
+            "doorbells registered"
+        );
     }
 
     /// The descriptors to poll, with the device slot and queue each one kicks.

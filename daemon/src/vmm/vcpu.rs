@@ -92,14 +92,20 @@ pub fn run(mut ctx: VcpuContext) {
                     len: data.len() as u8,
                 });
                 if !ctx.pio.read(u64::from(port), data) {
-                    tracing::trace!(vcpu = id, port, "unhandled port read");
+                    colinux_devices::guest_log!(trace, vcpu = id, port, "unhandled port read");
                 }
                 None
             }
             Ok(VmExit::IoOut { port, data }) => {
                 exits.push(ExitRecord::io_out(port, data));
                 if !ctx.pio.write(u64::from(port), data) {
-                    tracing::trace!(vcpu = id, port, ?data, "unhandled port write");
+                    colinux_devices::guest_log!(
+                        trace,
+                        vcpu = id,
+                        port,
+                        ?data,
+                        "unhandled port write"
+                    );
                 }
                 None
             }
@@ -109,14 +115,14 @@ pub fn run(mut ctx: VcpuContext) {
                     len: data.len() as u8,
                 });
                 if !ctx.mmio.read(addr, data) {
-                    tracing::trace!(vcpu = id, addr, "unhandled MMIO read");
+                    colinux_devices::guest_log!(trace, vcpu = id, addr, "unhandled MMIO read");
                 }
                 None
             }
             Ok(VmExit::MmioWrite { addr, data }) => {
                 exits.push(ExitRecord::mmio_write(addr, data));
                 if !ctx.mmio.write(addr, data) {
-                    tracing::trace!(vcpu = id, addr, "unhandled MMIO write");
+                    colinux_devices::guest_log!(trace, vcpu = id, addr, "unhandled MMIO write");
                 }
                 None
             }

@@ -78,7 +78,7 @@ impl<W: Write + Send> BusDevice for SerialPort<W> {
     fn write(&mut self, offset: u64, data: &[u8]) {
         if let Some(&v) = data.first() {
             if let Err(e) = self.uart.write(offset as u8, v) {
-                tracing::debug!("serial write at +{offset}: {e:?}");
+                crate::guest_log!(debug, "serial write at +{offset}: {e:?}");
             }
         }
     }

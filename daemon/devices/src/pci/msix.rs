@@ -128,7 +128,7 @@ impl Msix {
     fn send(&self, v: usize, sink: &dyn InterruptSink) {
         let (addr, data) = self.message(v);
         if let Err(e) = sink.send_msi(addr, data) {
-            tracing::warn!(vector = v, error = %e, "MSI-X delivery failed");
+            crate::guest_log!(warn, vector = v, error = %e, "MSI-X delivery failed");
         }
     }
 

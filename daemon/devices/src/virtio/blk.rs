@@ -177,7 +177,7 @@ impl BlockDevice {
             T_FLUSH => match self.image.flush() {
                 Ok(()) => (S_OK, 0),
                 Err(e) => {
-                    tracing::warn!(path = %self.image.name(), error = %e, "flush failed");
+                    crate::guest_log!(warn, path = %self.image.name(), error = %e, "flush failed");
                     (S_IOERR, 0)
                 }
             },
@@ -217,7 +217,7 @@ impl BlockDevice {
         while done < len {
             let n = (len - done).min(BOUNCE_LEN as u64) as usize;
             if let Err(e) = self.image.read_at(&mut self.bounce[..n], offset + done) {
-                tracing::warn!(path = %self.image.name(), error = %e, "read failed");
+                crate::guest_log!(warn, path = %self.image.name(), error = %e, "read failed");
                 return false;
             }
             if !chain::scatter(mem, &c.writable, done, &self.bounce[..n]) {
@@ -242,7 +242,7 @@ impl BlockDevice {
                 return false;
             }
             if let Err(e) = self.image.write_at(&self.bounce[..n], offset + done) {
-                tracing::warn!(path = %self.image.name(), error = %e, "write failed");
+                crate::guest_log!(warn, path = %self.image.name(), error = %e, "write failed");
                 return false;
             }
             done += n as u64;
@@ -275,7 +275,7 @@ impl BlockDevice {
                 self.image.write_zeroes(offset, bytes, flags & 1 != 0)
             };
             if let Err(e) = r {
-                tracing::warn!(path = %self.image.name(), error = %e, "discard/write-zeroes failed");
+                crate::guest_log!(warn, path = %self.image.name(), error = %e, "discard/write-zeroes failed");
                 return S_IOERR;
             }
         }
@@ -332,7 +332,7 @@ impl VirtioDevice for BlockDevice {
             Ok(c) => self.execute(&c, mem),
             Err(e) => {
                 self.stats.malformed += 1;
-                tracing::debug!(device = %format!("virtio-blk {}", self.serial), error = %e, "malformed request dropped");
+                crate::guest_log!(debug, device = %format!("virtio-blk {}", self.serial), error = %e, "malformed request dropped");
                 0
             }
         });

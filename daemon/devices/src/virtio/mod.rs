@@ -17,7 +17,7 @@ pub mod pci;
 use std::os::fd::RawFd;
 
 use chain::Chain;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 /// Feature bit: the device follows virtio 1.x (always offered by the transport).
@@ -94,6 +94,36 @@ pub trait VirtioDevice: Send {
     }
 }
 
+/// Pops the next available chain of `queue`. Unlike
+/// `Queue::pop_descriptor_chain`, which logs a bogus avail index at error
+/// level on every doorbell without limit, it reports through
+/// [`guest_log!`](crate::guest_log).
+pub(crate) fn pop_chain<'m>(
+    queue: &mut Queue,
+    mem: &'m GuestMemoryMmap,
+) -> Option<DescriptorChain<&'m GuestMemoryMmap>> {
+    match queue.iter(mem) {
+        Ok(mut it) => it.next(),
+        Err(e) => {
+            crate::guest_log!(warn, error = %e, "virtqueue not served");
+            None
+        }
+    }
+}
+
+/// Returns chain `head` to the used ring with `len` bytes written. A head the
+/// guest put out of range is dropped (`Queue::add_used` would log it at error
+/// level, unlimited).
+pub(crate) fn return_used(queue: &mut Queue, mem: &GuestMemoryMmap, head: u16, len: u32) {
+    if head >= queue.size() {
+        crate::guest_log!(debug, head, "avail ring entry out of range dropped");
+        return;
+    }
+    if let Err(e) = queue.add_used(mem, head, len) {
+        crate::guest_log!(debug, error = %e, "cannot return a used buffer");
+    }
+}
+
 /// Pops and serves every available chain of `queue` with `serve`, re-enabling
 /// notifications before it stops; returns whether anything was used.
 pub(crate) fn drain_queue(
@@ -108,14 +138,14 @@ pub(crate) fn drain_queue(
         let _ = queue.disable_notification(mem);
         let budget = usize::from(queue.size()).max(1) * 2;
         for _ in 0..budget {
-            let Some(dc) = queue.pop_descriptor_chain(mem) else {
+            // `iter` rather than `pop_descriptor_chain`: the latter logs a
+            // bogus avail index at error level on every doorbell, unlimited.
+            let Some(dc) = pop_chain(queue, mem) else {
                 break;
             };
             let head = dc.head_index();
             let len = serve(chain::parse(dc, mem));
-            if let Err(e) = queue.add_used(mem, head, len) {
-                tracing::debug!(error = %e, "cannot return a used buffer");
-            }
+            return_used(queue, mem, head, len);
             used = true;
         }
         match queue.enable_notification(mem) {

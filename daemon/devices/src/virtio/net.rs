@@ -139,7 +139,7 @@ impl NetDevice {
     fn backend_error(&mut self, what: &str, e: std::io::Error) {
         self.stats.backend_errors += 1;
         if self.stats.backend_errors.is_power_of_two() {
-            tracing::warn!(error = %e, count = self.stats.backend_errors, "net backend {what} failed");
+            crate::guest_log!(warn, error = %e, count = self.stats.backend_errors, "net backend {what} failed");
         }
     }
 
@@ -177,7 +177,7 @@ impl NetDevice {
             self.stats.tx_dropped += 1;
             self.stats.tx_bad_header += 1;
             if self.stats.tx_bad_header.is_power_of_two() {
-                tracing::warn!(error = %e, count = self.stats.tx_bad_header, "guest frame with a bad virtio-net header dropped");
+                crate::guest_log!(warn, error = %e, count = self.stats.tx_bad_header, "guest frame with a bad virtio-net header dropped");
             }
             return;
         }
@@ -232,9 +232,9 @@ impl NetDevice {
                 self.stats.rx_dropped += 1;
                 continue;
             }
-            let mut dc = queue.pop_descriptor_chain(mem);
+            let mut dc = super::pop_chain(queue, mem);
             if dc.is_none() && queue.enable_notification(mem).unwrap_or(false) {
-                dc = queue.pop_descriptor_chain(mem);
+                dc = super::pop_chain(queue, mem);
             }
             let Some(dc) = dc else {
                 self.pending = Some(frame);
@@ -242,9 +242,7 @@ impl NetDevice {
             };
             let head = dc.head_index();
             let len = self.deliver(chain::parse(dc, mem), mem, &frame);
-            if let Err(e) = queue.add_used(mem, head, len) {
-                tracing::debug!(error = %e, "cannot return an rx buffer");
-            }
+            super::return_used(queue, mem, head, len);
             used = true;
         }
         used
@@ -329,7 +327,7 @@ impl VirtioDevice for NetDevice {
         };
         self.negotiated = asked.intersect(self.offered).normalized();
         if self.negotiated.any() {
-            tracing::info!(offloads = ?self.negotiated, "virtio-net guest-to-host offloads on");
+            crate::guest_log!(info, offloads = ?self.negotiated, "virtio-net guest-to-host offloads on");
         }
     }
     fn reset(&mut self) {

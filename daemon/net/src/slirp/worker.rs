@@ -102,7 +102,7 @@ unsafe extern "C" fn guest_error(msg: *const c_char, _opaque: *mut c_void) {
     if !msg.is_null() {
         // SAFETY: libslirp passes a NUL-terminated message.
         let m = unsafe { CStr::from_ptr(msg) }.to_string_lossy();
-        tracing::warn!(target: "colinux_net::slirp", "guest error: {m}");
+        crate::guest_log!(warn, target: "colinux_net::slirp", "guest error: {m}");
     }
 }
 

@@ -3,6 +3,7 @@
 //! per-queue registers of the selected queue.
 
 use virtio_queue::QueueT;
+use vm_memory::GuestAddress;
 
 use super::{status, VirtioPciDevice};
 use crate::pci::msix::NO_VECTOR;
@@ -86,7 +87,11 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             (16, 2) => self.config_vector = self.valid_vector(v16),
             (20, 1) => self.write_status(data[0]),
             (22, 2) => self.queue_select = v16,
-            (24, 2) if !queue_locked => self.queues[qs].set_size(v16),
+            (24, 2) if !queue_locked => {
+                if self.queues[qs].try_set_size(v16).is_err() {
+                    crate::guest_log!(debug, device = %self.device.name(), size = v16, "invalid queue size refused");
+                }
+            }
             (26, 2) if qs < self.queues.len() => self.queue_vectors[qs] = self.valid_vector(v16),
             (28, 2) if !queue_locked && v16 == 1 => self.queues[qs].set_ready(true),
             (32..=55, 4 | 8) if !queue_locked && offset.is_multiple_of(4) => {
@@ -101,14 +106,28 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
                     (4, 4) => (None, Some(v32)),
                     _ => (None, None),
                 };
-                match field {
-                    0 => q.set_desc_table_address(low, high),
-                    1 => q.set_avail_ring_address(low, high),
-                    _ => q.set_used_ring_address(low, high),
+                let current = match field {
+                    0 => q.desc_table(),
+                    1 => q.avail_ring(),
+                    _ => q.used_ring(),
+                };
+                let addr = GuestAddress(
+                    u64::from(high.unwrap_or((current >> 32) as u32)) << 32
+                        | u64::from(low.unwrap_or(current as u32)),
+                );
+                // The `try_` forms: the plain setters log a misaligned ring at
+                // error level, unlimited.
+                let r = match field {
+                    0 => q.try_set_desc_table_address(addr),
+                    1 => q.try_set_avail_ring_address(addr),
+                    _ => q.try_set_used_ring_address(addr),
+                };
+                if r.is_err() {
+                    crate::guest_log!(debug, device = %self.device.name(), field, addr = addr.0, "misaligned ring address refused");
                 }
             }
             _ => {
-                tracing::debug!(device = %self.device.name(), offset, len = data.len(), "ignored common cfg write")
+                crate::guest_log!(debug, device = %self.device.name(), offset, len = data.len(), "ignored common cfg write")
             }
         }
     }

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
 
 use super::{Completions, VirtioDevice, F_RING_EVENT_IDX, F_VERSION_1};
 use crate::interrupt::InterruptSink;
@@ -76,6 +76,19 @@ const CFG_ISR: u8 = 3;
 const CFG_DEVICE: u8 = 4;
 const CFG_PCI: u8 = 5;
 const CAP_ID_VENDOR: u8 = 0x09;
+
+/// Whether the rings of `q` lie in guest RAM (what `Queue::is_valid` checks,
+/// without its unlimited error-level log line).
+fn rings_in_memory(q: &Queue, mem: &GuestMemoryMmap) -> bool {
+    let n = u64::from(q.size());
+    let inside = |base: u64, len: u64| {
+        base.checked_add(len)
+            .is_some_and(|end| mem.address_in_range(GuestAddress(end)))
+    };
+    inside(q.desc_table(), 16 * n)
+        && inside(q.avail_ring(), 6 + 2 * n)
+        && inside(q.used_ring(), 6 + 8 * n)
+}
 
 /// A virtio device on PCI.
 pub struct VirtioPciDevice<D: VirtioDevice> {
@@ -261,7 +274,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         if level != self.intx_level {
             self.intx_level = level;
             if let Err(e) = self.sink.set_irq_line(irq, level) {
-                tracing::warn!(device = %self.device.name(), irq, error = %e, "INTx delivery failed");
+                crate::guest_log!(warn, device = %self.device.name(), irq, error = %e, "INTx delivery failed");
             }
         }
     }
@@ -306,7 +319,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
     }
 
     fn reset(&mut self) {
-        tracing::debug!(device = %self.device.name(), "virtio reset");
+        crate::guest_log!(debug, device = %self.device.name(), "virtio reset");
         for q in &mut self.queues {
             q.reset();
         }
@@ -334,7 +347,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             let ok =
                 self.driver_features & !offered == 0 && self.driver_features & F_VERSION_1 != 0;
             if !ok {
-                tracing::warn!(device = %self.device.name(), features = format_args!("{:#x}", self.driver_features), "driver features refused");
+                crate::guest_log!(warn, device = %self.device.name(), features = format_args!("{:#x}", self.driver_features), "driver features refused");
                 new &= !status::FEATURES_OK;
             }
         }
@@ -355,8 +368,8 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         let mut valid = true;
         for (i, q) in self.queues.iter_mut().enumerate() {
             q.set_event_idx(event_idx);
-            if q.ready() && !q.is_valid(&self.mem) {
-                tracing::warn!(device = %self.device.name(), queue = i, "queue rings outside guest memory");
+            if q.ready() && !rings_in_memory(q, &self.mem) {
+                crate::guest_log!(warn, device = %self.device.name(), queue = i, "queue rings outside guest memory");
                 valid = false;
             }
         }
@@ -365,7 +378,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             self.signal_config_change();
             return;
         }
-        tracing::debug!(device = %self.device.name(), features = format_args!("{:#x}", self.driver_features), "virtio activated");
+        crate::guest_log!(debug, device = %self.device.name(), features = format_args!("{:#x}", self.driver_features), "virtio activated");
         self.device.activate(self.driver_features);
     }
 
@@ -413,7 +426,7 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             self.msix
                 .table_write(offset - MSIX_TABLE_OFFSET, data, &*self.sink);
         } else {
-            tracing::debug!(device = %self.device.name(), offset, "ignored BAR 0 write");
+            crate::guest_log!(debug, device = %self.device.name(), offset, "ignored BAR 0 write");
         }
     }
 

@@ -6,6 +6,10 @@
 //! Every such line goes through [`guest_log!`](crate::guest_log): each call site
 //! logs its first [`BURST`] lines per [`INTERVAL`], counts the rest, and the
 //! first line it logs in a later interval carries the count (`suppressed = N`).
+//!
+//! It lives in this crate because it is the lowest one the guest-facing code
+//! shares: the network backends use it here, and `colinux_devices` and the
+//! daemon reach it as `colinux_devices::ratelimit` and `colinux_devices::guest_log!`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -85,15 +89,51 @@ impl RateLimit {
 /// `guest_log!(warn, device = %name, "queue {q} refused")`.
 #[macro_export]
 macro_rules! guest_log {
-    ($level:ident, $($arg:tt)+) => {{
-        static LIMIT: $crate::ratelimit::RateLimit =
-            $crate::ratelimit::RateLimit::new($crate::ratelimit::BURST, $crate::ratelimit::INTERVAL);
-        match LIMIT.check() {
-            Some(0) => ::tracing::$level!($($arg)+),
-            Some(suppressed) => ::tracing::$level!(suppressed, $($arg)+),
-            None => {}
+    ($level:ident, target: $target:expr, $($arg:tt)+) => {{
+        if ::tracing::enabled!(target: $target, $crate::__guest_log_level!($level)) {
+            static LIMIT: $crate::ratelimit::RateLimit = $crate::ratelimit::RateLimit::new(
+                $crate::ratelimit::BURST,
+                $crate::ratelimit::INTERVAL,
+            );
+            match LIMIT.check() {
+                Some(0) => ::tracing::$level!(target: $target, $($arg)+),
+                Some(suppressed) => ::tracing::$level!(target: $target, suppressed, $($arg)+),
+                None => {}
+            }
         }
     }};
+    ($level:ident, $($arg:tt)+) => {{
+        if ::tracing::enabled!($crate::__guest_log_level!($level)) {
+            static LIMIT: $crate::ratelimit::RateLimit =
+            $crate::ratelimit::RateLimit::new($crate::ratelimit::BURST, $crate::ratelimit::INTERVAL);
+            match LIMIT.check() {
+                Some(0) => ::tracing::$level!($($arg)+),
+                Some(suppressed) => ::tracing::$level!(suppressed, $($arg)+),
+                None => {}
+            }
+        }
+    }};
+}
+
+/// The `tracing::Level` of a level macro name (for [`guest_log!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __guest_log_level {
+    (trace) => {
+        ::tracing::Level::TRACE
+    };
+    (debug) => {
+        ::tracing::Level::DEBUG
+    };
+    (info) => {
+        ::tracing::Level::INFO
+    };
+    (warn) => {
+        ::tracing::Level::WARN
+    };
+    (error) => {
+        ::tracing::Level::ERROR
+    };
 }
 
 #[cfg(test)]
