@@ -436,6 +436,68 @@ fn intx_fallback_without_msix() {
     assert_eq!(disk.m.mmio_read(disk.d.layout.isr, 1), 0, "read clears");
 }
 
+/// INTx# as PCI sees it: the status register's Interrupt Status bit follows
+/// the ISR, the command register's Interrupt Disable bit holds the line low
+/// without losing the pending interrupt, and the ISR read ends both.
+#[test]
+fn intx_status_bit_and_interrupt_disable() {
+    let dir = TempDir::new();
+    let path = dir.file("d.img", &[0u8; 4096]);
+    let mut m = Machine::new();
+    let dev = VirtioPciDevice::new(
+        BlockDevice::new(DiskImage::open(&path, false).unwrap(), "cobd0"),
+        m.mem.clone(),
+        m.sink.clone(),
+        Some(17),
+    );
+    let slot = m.add(Box::new(dev));
+    let mut d = VirtioDriver::probe(&mut m, slot);
+    d.init(&mut m, 0, false, 0);
+    const STATUS_INT: u32 = 1 << 3;
+    const CMD_INTX_DISABLE: u32 = 1 << 10;
+    assert_eq!(m.cfg_read(slot, 0x06, 2) & STATUS_INT, 0, "nothing pending");
+    let mut disk = Disk {
+        m,
+        d,
+        _dir: dir,
+        path,
+    };
+    disk.run(Req {
+        kind: blk::T_FLUSH,
+        sector: 0,
+        out: vec![],
+        in_len: 0,
+    });
+    let line = |level| Irq::Line { irq: 17, level };
+    assert_eq!(disk.m.sink.take(), vec![line(true)]);
+    assert_ne!(
+        disk.m.cfg_read(slot, 0x06, 2) & STATUS_INT,
+        0,
+        "INTx pending"
+    );
+    let cmd = disk.m.cfg_read(slot, 0x04, 2);
+    disk.m.cfg_write(slot, 0x04, 2, cmd | CMD_INTX_DISABLE);
+    assert_eq!(disk.m.sink.take(), vec![line(false)], "disabled: line low");
+    assert_ne!(
+        disk.m.cfg_read(slot, 0x06, 2) & STATUS_INT,
+        0,
+        "still pending while disabled"
+    );
+    disk.m.cfg_write(slot, 0x04, 2, cmd);
+    assert_eq!(
+        disk.m.sink.take(),
+        vec![line(true)],
+        "enabled again: line up"
+    );
+    assert_eq!(disk.m.mmio_read(disk.d.layout.isr, 1), 1);
+    assert_eq!(disk.m.sink.take(), vec![line(false)], "ISR read lowers it");
+    assert_eq!(
+        disk.m.cfg_read(slot, 0x06, 2) & STATUS_INT,
+        0,
+        "and clears the status bit"
+    );
+}
+
 #[test]
 fn reset_returns_device_to_initial_state() {
     let mut disk = disk_with(&vec![0u8; 4096], false, !0);

@@ -142,6 +142,32 @@ fn guest_moves_the_bar_and_decoding_follows() {
     assert_eq!(m.mmio_read(high + 18, 2), 0xffff);
 }
 
+/// The 64-bit window the DSDT advertises is a second [`PciMmio`] on the bus
+/// (`PciMmio::at`): a 64-bit BAR the guest moves there answers through it.
+#[test]
+fn bar_moved_into_the_64bit_window_decodes_through_its_bus_device() {
+    use colinux_devices::pci::PciMmio;
+    let (mut m, slot, _dir) = machine_with_disk();
+    let d = VirtioDriver::probe(&mut m, slot);
+    d.enable_pci(&mut m, false);
+    let window64 = 0x10_0000_0000u64;
+    let mut high = PciMmio::at(m.root.clone(), window64);
+    let bar = window64 + 0x20_0000;
+    m.cfg_write(slot, 0x10, 4, (bar as u32) | 0b100);
+    m.cfg_write(slot, 0x14, 4, (bar >> 32) as u32);
+    let common = d.layout.common - d.layout.bar0;
+    let mut b = [0u8; 2];
+    high.read(bar - window64 + common + 18, &mut b);
+    assert_eq!(
+        u16::from_le_bytes(b),
+        1,
+        "num_queues through the 64-bit window"
+    );
+    high.write(bar - window64 + common + 22, &0u16.to_le_bytes());
+    high.read(bar - window64 + common + 24, &mut b);
+    assert_ne!(u16::from_le_bytes(b), 0, "queue 0 size");
+}
+
 #[test]
 fn access_straddling_the_bar_end_is_not_dispatched() {
     let (mut m, slot, _dir) = machine_with_disk();

@@ -26,6 +26,8 @@ pub const CMD_MEMORY: u16 = 1 << 1;
 pub const CMD_BUS_MASTER: u16 = 1 << 2;
 /// Command register: legacy INTx disabled.
 pub const CMD_INTX_DISABLE: u16 = 1 << 10;
+/// Status register: the function's INTx# is pending (before Interrupt Disable).
+pub const STATUS_INTERRUPT: u16 = 1 << 3;
 /// Status register: a capability list is present.
 const STATUS_CAP_LIST: u16 = 1 << 4;
 /// First byte available for capabilities.

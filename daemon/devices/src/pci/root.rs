@@ -116,6 +116,12 @@ impl PciRoot {
         }
     }
 
+    /// The slot [`PciRoot::add_device`] will use next (None when the bus is
+    /// full), so the caller can route the device's INTx line before adding it.
+    pub fn next_slot(&self) -> Option<u8> {
+        self.slots.iter().position(Option::is_none).map(|s| s as u8)
+    }
+
     /// Adds `device` in the next free slot, places its BARs in the window (as
     /// firmware would) and returns the slot number.
     pub fn add_device(&mut self, mut device: Box<dyn PciDevice>) -> Result<u8, PciError> {
@@ -373,6 +379,12 @@ impl PciMmio {
     /// The MMIO window of `root`.
     pub fn new(root: Arc<Mutex<PciRoot>>) -> Self {
         let base = lock(&root).window.base;
+        PciMmio { root, base }
+    }
+
+    /// Another window of `root` starting at `base` (e.g. the 64-bit window the
+    /// ACPI tables advertise): BARs the guest moves there decode the same way.
+    pub fn at(root: Arc<Mutex<PciRoot>>, base: u64) -> Self {
         PciMmio { root, base }
     }
 }

@@ -23,7 +23,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
 
 use super::{Completions, VirtioDevice, F_RING_EVENT_IDX, F_VERSION_1};
 use crate::interrupt::InterruptSink;
-use crate::pci::config::{PciConfig, PciIds, CMD_INTX_DISABLE};
+use crate::pci::config::{PciConfig, PciIds, CMD_INTX_DISABLE, STATUS, STATUS_INTERRUPT};
 use crate::pci::msix::{Msix, CAP_ID_MSIX, NO_VECTOR};
 use crate::pci::PciDevice;
 
@@ -258,6 +258,9 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
 
     fn signal(&mut self, vector: u16, isr_bit: u8) {
         if self.msix.enabled() {
+            // Virtio 4.1.4.5.1: the config-change bit is set in the ISR even
+            // with MSI-X; the queue bit only without it.
+            self.isr |= isr_bit & ISR_CONFIG;
             if vector != NO_VECTOR {
                 self.msix.notify(vector, &*self.sink);
             }
@@ -267,10 +270,20 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
         self.update_intx();
     }
 
+    /// Recomputes INTx#: the PCI status register's Interrupt Status bit is the
+    /// OR of the ISR while MSI-X is off (virtio 4.1.4.5.1), and the line is
+    /// driven from it unless the command register's Interrupt Disable bit is set.
     fn update_intx(&mut self) {
+        let pending = self.isr != 0 && !self.msix.enabled();
+        let st = self.config.read_u16(STATUS);
+        let st = if pending {
+            st | STATUS_INTERRUPT
+        } else {
+            st & !STATUS_INTERRUPT
+        };
+        self.config.set_raw(STATUS, &st.to_le_bytes());
         let Some(irq) = self.intx_irq else { return };
-        let level =
-            self.isr != 0 && self.config.command() & CMD_INTX_DISABLE == 0 && !self.msix.enabled();
+        let level = pending && self.config.command() & CMD_INTX_DISABLE == 0;
         if level != self.intx_level {
             self.intx_level = level;
             if let Err(e) = self.sink.set_irq_line(irq, level) {
