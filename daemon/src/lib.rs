@@ -15,4 +15,5 @@ pub const CAPABILITIES: &[&str] = &[
     "net-slirp",
     "net-tuntap",
     "net-bridged",
+    "intx",
 ];

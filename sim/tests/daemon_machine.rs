@@ -24,7 +24,7 @@ use colinux_sim::guest_virtio::blk::{BlkDriver, BlkOp};
 use colinux_sim::guest_virtio::net::NetDriver;
 use colinux_sim::guest_virtio::GuestAlloc;
 use colinux_sim::machine::GUEST_HEAP_START;
-use colinux_sim::trace::Event;
+use colinux_sim::trace::{Event, Interrupt};
 use colinux_sim::vm::{GuestOutcome, SimConfig, SimHypervisor};
 use common::*;
 use vm_memory::{Bytes, GuestAddress};
@@ -220,4 +220,121 @@ fn daemon_machine_slirp_answers_arp() {
     let r = reply.lock().unwrap().clone().expect("ARP reply");
     assert_eq!(&r[28..32], &[10, 0, 2, 2], "sender is the slirp gateway");
     assert_eq!(&r[38..42], &[10, 0, 2, 15], "target is the guest");
+}
+
+/// A guest that never enables MSI-X (a kernel with `pci=nomsi`) still gets
+/// its completions: the daemon wires each virtio device's INTA# to the GSI the
+/// ACPI `_PRT` names, writes it in Interrupt Line, raises it with the ISR bit
+/// and lowers it when the guest's handler reads the ISR.
+#[test]
+fn daemon_machine_routes_intx_without_msix() {
+    use colinux_sim::guest_virtio::pci;
+    let disk = temp_disk(32);
+    let kernel = disk.dir.path().join("vmlinuz");
+    fake_bzimage(&kernel);
+    let text = format!(
+        "kernel={} cobd0={} mem=64 pci=nomsi",
+        kernel.display(),
+        disk.path.display()
+    );
+    let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), disk.dir.path()).unwrap();
+    let spec = MachineSpec {
+        mem_mib: 64,
+        cpus: 1,
+        kernel,
+        initrd: None,
+        cmdline: "pci=nomsi console=ttyS0".into(),
+        config,
+        slirp_bind: std::net::Ipv4Addr::LOCALHOST,
+    };
+    let hv = SimHypervisor::new(SimConfig::default());
+    let seen = Arc::new(Mutex::new(None::<(u8, u32, u64, u64)>));
+    let seen2 = seen.clone();
+    let want = disk.contents[3 * 512..4 * 512].to_vec();
+    hv.set_program(
+        0,
+        Box::new(move |cpu| {
+            let mut heap = GuestAlloc::new(GUEST_HEAP_START, 60 << 20);
+            let f = find(cpu, 0x1042)?;
+            let line = pci::read(cpu, f.slot, 0x3c, 1)?;
+            let mut d = BlkDriver::init_with(cpu, &f, &mut heap, 16, false, false)?;
+            d.patience = Duration::from_secs(2);
+            for sector in [3, 3, 3] {
+                let r = d.submit(cpu, &[BlkOp::Read { sector, sectors: 1 }, BlkOp::Flush])?;
+                ensure(r.iter().all(|x| x.status == 0), "status")?;
+                ensure(r[0].data == want, "sector 3")?;
+            }
+            *seen2.lock().unwrap() = Some((
+                f.slot,
+                line,
+                d.counters.interrupts,
+                d.counters.lost_interrupts,
+            ));
+            cpu.outb(SLEEP_CONTROL_PORT, (S5_SLEEP_TYPE << 2) | (1 << 5))?;
+            Ok(GuestEnd::Idle)
+        }),
+    );
+    let (tx, rx) = mpsc::channel();
+    let mut m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
+    vcpu::install_kick_handler().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = m.start(stop.clone()).unwrap();
+    let ev = rx.recv_timeout(Duration::from_secs(30));
+    machine::stop_vcpus(&stop, handles);
+    let vm = hv.vm(0).unwrap();
+    assert_eq!(ev, Ok(MachineEvent::Poweroff), "{:?}", vm.outcome(0));
+    let (slot, line, interrupts, lost) = seen.lock().unwrap().expect("the guest finished");
+    let gsi = colinux_driver::pci_irq::gsi(slot, 1);
+    assert_eq!(line, gsi, "Interrupt Line holds the routed GSI");
+    assert_eq!(lost, 0, "no completion found only by polling");
+    assert!(interrupts >= 3, "{interrupts} interrupts");
+    let events = vm.trace().events();
+    let raised = events
+        .iter()
+        .filter(|e| matches!(e, Event::Inject(Interrupt::Line { irq }) if *irq == gsi))
+        .count();
+    let lowered = events
+        .iter()
+        .filter(|e| matches!(e, Event::LineLow { irq } if *irq == gsi))
+        .count();
+    assert!(raised >= 3, "line {gsi} raised {raised} times");
+    assert_eq!(raised, lowered, "every ISR read lowered the line");
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, Event::Inject(Interrupt::Msi { .. }))));
+}
+
+/// Past eight devices the PCI INTx lines are shared, and a level line is the OR
+/// of its devices: the daemon's sink lowers it only when the last one does.
+#[test]
+fn shared_pci_intx_line_is_wired_or() {
+    use colinux_daemon::vmm::interrupts::VmInterrupts;
+    use colinux_devices::interrupt::InterruptSink;
+    use colinux_driver::hypervisor::Hypervisor;
+    let hv = SimHypervisor::new(SimConfig::default());
+    let irq = VmInterrupts::new(hv.create_vm().unwrap());
+    let vm = hv.vm(0).unwrap();
+    let lines = |vm: &colinux_sim::vm::SimVm| {
+        vm.trace()
+            .events()
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Inject(Interrupt::Line { .. }) | Event::LineLow { .. }
+                )
+            })
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    };
+    irq.set_irq_line(17, true).unwrap(); // slot 1
+    irq.set_irq_line(17, true).unwrap(); // slot 9, same line
+    irq.set_irq_line(17, false).unwrap(); // slot 1's ISR read
+    assert_eq!(lines(&vm).len(), 1, "still high: {:?}", lines(&vm));
+    irq.set_irq_line(17, false).unwrap(); // slot 9's
+    assert_eq!(lines(&vm).len(), 2, "low with the last: {:?}", lines(&vm));
+    // ISA lines are not counted: the serial port sets its level as it is.
+    irq.set_irq_line(4, true).unwrap();
+    irq.set_irq_line(4, false).unwrap();
+    assert_eq!(lines(&vm).len(), 4);
 }

@@ -20,6 +20,7 @@ use colinux_devices::pci::PciRoot;
 use colinux_devices::virtio::blk::BlockDevice;
 use colinux_devices::virtio::net::NetDevice;
 use colinux_devices::virtio::pci::VirtioPciDevice;
+use colinux_driver::pci_irq;
 use colinux_net::{open_backend, NicKind, NicSpec};
 use vm_memory::GuestMemoryMmap;
 
@@ -63,8 +64,16 @@ fn nic_spec(net: &colinux_conf::NetDevice, seed: &str, slirp_bind: Ipv4Addr) -> 
     spec
 }
 
-/// Adds every `cobdN` and `ethN` of `config` to `pci`; slirp redirections
-/// listen on `slirp_bind`.
+/// The legacy INTx line (IOAPIC GSI) of the device `root` adds next: its
+/// slot's INTA# as [`pci_irq`] routes it (and the ACPI `_PRT` and MP table
+/// describe it). The device raises it while the guest has not enabled MSI-X
+/// (e.g. a kernel booted with `pci=nomsi`).
+fn next_intx_line(root: &PciRoot) -> Option<u32> {
+    root.next_slot().map(|slot| pci_irq::gsi(slot, 1))
+}
+
+/// Adds every `cobdN` and `ethN` of `config` to `pci`, each with its routed
+/// INTx line; slirp redirections listen on `slirp_bind`.
 pub fn add_devices(
     config: &Config,
     slirp_bind: Ipv4Addr,
@@ -90,12 +99,13 @@ pub fn add_devices(
             );
         }
         let dev = BlockDevice::new(image, &format!("cobd{}", b.index));
+        let intx = next_intx_line(&root);
         let slot = root
             .add_device(Box::new(VirtioPciDevice::new(
                 dev,
                 mem.clone(),
                 irq.clone(),
-                None,
+                intx,
             )))
             .with_context(|| format!("cobd{}", b.index))?;
         tracing::info!(slot, "cobd{} = {}", b.index, path.display());
@@ -106,12 +116,13 @@ pub fn add_devices(
         let backend =
             open_backend(&spec).with_context(|| format!("eth{}={}", n.index, n.kind.keyword()))?;
         let dev = NetDevice::new(backend, spec.mac);
+        let intx = next_intx_line(&root);
         let slot = root
             .add_device(Box::new(VirtioPciDevice::new(
                 dev,
                 mem.clone(),
                 irq.clone(),
-                None,
+                intx,
             )))
             .with_context(|| format!("eth{}", n.index))?;
         tracing::info!(slot, "eth{} = {}", n.index, n.kind.keyword());

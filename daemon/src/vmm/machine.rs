@@ -19,7 +19,7 @@ use colinux_devices::legacy::serial::SerialPort;
 use colinux_devices::legacy::{PowerEvent, PowerSink};
 use colinux_devices::pci::{MmioWindow, PciConfigIo, PciMmio, PciRoot};
 use colinux_driver::acpi;
-use colinux_driver::boot::setup::{configure_vcpu, prepare_guest, BootImages};
+use colinux_driver::boot::setup::{configure_vcpu, mmio64_window, prepare_guest, BootImages};
 use colinux_driver::hypervisor::{Hypervisor, Vcpu, Vm};
 use colinux_driver::kvm::KvmHypervisor;
 use colinux_driver::layout::{MemoryLayout, MMIO32_SIZE, MMIO32_START};
@@ -267,6 +267,15 @@ impl Machine {
             Arc::new(Mutex::new(PciMmio::new(pci.clone()))),
             MMIO32_START,
             MMIO32_SIZE,
+        )?;
+        // The 64-bit window the DSDT's _CRS advertises decodes too: a guest
+        // that moves a 64-bit BAR there (pci=realloc, hotplug-style
+        // reassignment) still reaches the device.
+        let (mmio64_base, mmio64_len) = mmio64_window(&MemoryLayout::new(spec.mem_mib)?);
+        mmio.insert(
+            Arc::new(Mutex::new(PciMmio::at(pci.clone(), mmio64_base))),
+            mmio64_base,
+            mmio64_len,
         )?;
 
         let cpuid = hv.supported_cpuid()?;
