@@ -103,6 +103,7 @@ fn probe(images: &Images, log: &Path, key: &str) -> AccelChoice {
         smp: 2,
         accel: Accel::Kvm,
         disks: vec![],
+        control: None,
     };
     let _ = std::fs::remove_file(log);
     let verdict = match vm.spawn(log) {

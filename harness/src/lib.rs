@@ -6,6 +6,8 @@
 //! - [`scenario`], [`runner`], [`checks`], [`snapshot`], [`report`]: scenarios as data.
 //! - [`inner`]: the inner QEMU reference monitor derived from colinux.conf.
 //! - [`infra`]: host-VM kernel faults (nested SVM under TCG) told apart from monitor failures.
+//! - [`watchdog`], [`qmp`], [`host_state`]: a silent host VM caught per phase and by its
+//!   heartbeat, its state asked of QEMU over QMP and judged.
 //!
 //! The file protocol between the harness, the host VM and the guest is
 //! documented in vm-images/README.md.
@@ -15,14 +17,17 @@ pub mod checks;
 pub mod conf;
 pub mod daemon;
 pub mod guard;
+pub mod host_state;
 pub mod images;
 pub mod infra;
 pub mod inner;
 pub mod paths;
 pub mod qemu;
+pub mod qmp;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod snapshot;
 pub mod util;
+pub mod watchdog;
 pub mod workdisk;

@@ -38,6 +38,33 @@ pub struct HostVm {
     pub accel: Accel,
     /// Raw disks as (file, virtio serial).
     pub disks: Vec<(PathBuf, String)>,
+    /// QMP socket and heartbeat file for the watchdogs (None: interactive runs).
+    pub control: Option<Control>,
+}
+
+/// How the harness watches a host VM besides its console: QEMU's QMP socket,
+/// and a second serial port (ttyS1 in the host VM) kept in a file, where the
+/// host init writes its heartbeat.
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// QMP Unix socket (short path: sun_path holds 108 bytes).
+    pub qmp_socket: PathBuf,
+    /// File behind the host VM's ttyS1.
+    pub beat_file: PathBuf,
+}
+
+impl Control {
+    /// A control pair with the QMP socket under the temp dir (unique per
+    /// process and call) and the heartbeat file in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self {
+            qmp_socket: std::env::temp_dir()
+                .join(format!("colinux-qmp-{}-{n}.sock", std::process::id())),
+            beat_file: dir.join("host-beat.log"),
+        }
+    }
 }
 
 impl HostVm {
@@ -84,6 +111,15 @@ impl HostVm {
         push(&self.initrd.display().to_string());
         push("-append");
         push(&self.append);
+        if let Some(c) = &self.control {
+            push("-serial");
+            push(&format!("file:{}", c.beat_file.display()));
+            push("-qmp");
+            push(&format!(
+                "unix:{},server=on,wait=off",
+                c.qmp_socket.display()
+            ));
+        }
         for (i, (file, serial)) in self.disks.iter().enumerate() {
             push("-drive");
             push(&format!(
@@ -258,8 +294,20 @@ mod tests {
             smp: 2,
             accel: Accel::Tcg,
             disks: vec![("/w.img".into(), "work".into())],
+            control: Some(Control {
+                qmp_socket: "/tmp/q.sock".into(),
+                beat_file: "/d/host-beat.log".into(),
+            }),
         };
         let a = vm.args();
+        // ttyS0 is the console, ttyS1 the heartbeat file
+        let serials: Vec<&String> = a
+            .windows(2)
+            .filter(|w| w[0] == "-serial")
+            .map(|w| &w[1])
+            .collect();
+        assert_eq!(serials, ["stdio", "file:/d/host-beat.log"]);
+        assert!(a.contains(&"unix:/tmp/q.sock,server=on,wait=off".to_string()));
         assert!(a.windows(2).any(|w| w[0] == "-nic" && w[1] == "none"));
         assert!(a.contains(&"-nodefaults".to_string()));
         assert!(a.contains(&"EPYC,+svm".to_string()));

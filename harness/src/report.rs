@@ -14,6 +14,7 @@ pub fn json(outcomes: &[Outcome], total_seconds: f64) -> serde_json::Value {
             "log": o.log.display().to_string(),
             "attempts": o.attempts,
             "retried_because": o.retried_because,
+            "reasons": o.reasons,
         })).collect::<Vec<_>>(),
         "total_seconds": (total_seconds * 10.0).round() / 10.0,
     })
@@ -75,6 +76,7 @@ mod tests {
             boots: vec![],
             attempts: 1,
             retried_because: None,
+            nested_fault: None,
         };
         let j = json(std::slice::from_ref(&o), 2.0);
         assert_eq!(j["scenarios"][0]["result"], "unsupported");

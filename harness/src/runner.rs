@@ -2,10 +2,12 @@
 //! judging it: assertions, harness-side checks, snapshot.
 
 use crate::checks::{self, Assertion};
+use crate::host_state::{self, HostKernelMap};
 use crate::images::Images;
 use crate::inner::inner_qemu;
-use crate::qemu::{Accel, ConsoleEvent, HostVm};
+use crate::qemu::{Accel, ConsoleEvent, Control, HostVm};
 use crate::scenario::{PostCheck, Scenario};
+use crate::watchdog::{Bounds, Expiry, Watchdog};
 use crate::workdisk::{self, MadeFile};
 use crate::{conf, paths, snapshot};
 use anyhow::{Context, Result};
@@ -89,6 +91,10 @@ pub struct Outcome {
     /// The nested-setup fault that made the first attempt not count, with the
     /// directory its logs were kept in.
     pub retried_because: Option<String>,
+    /// A watchdog fired and the host VM's state, asked of its QEMU, showed a
+    /// fault of the nested setup (see [`crate::host_state`]).
+    #[serde(skip)]
+    pub nested_fault: Option<String>,
 }
 
 /// What a run needs besides the scenario.
@@ -105,8 +111,9 @@ pub struct RunContext<'a> {
 
 /// Run one scenario; when it fails and its host console shows that the host
 /// VM's own kernel broke down or the inner guest reset unasked (see
-/// [`crate::infra`]), keep that attempt's logs in `<monitor>.attempt1/` and
-/// run it once more. Any other failure stands.
+/// [`crate::infra`]), or a watchdog found the host VM held by nested
+/// virtualisation (see [`crate::host_state`]), keep that attempt's logs in
+/// `<monitor>.attempt1/` and run it once more. Any other failure stands.
 pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
     let t0 = Instant::now();
     let first = run_once(s, monitor, ctx);
@@ -115,8 +122,11 @@ pub fn run_scenario(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome
     }
     let dir = scenario_dir(s, monitor);
     let console = std::fs::read_to_string(dir.join("host-console.log")).unwrap_or_default();
-    let Some(fault) =
-        crate::infra::host_vm_fault(&console).or_else(|| crate::infra::inner_guest_reset(&console))
+    let Some(fault) = first
+        .nested_fault
+        .clone()
+        .or_else(|| crate::infra::host_vm_fault(&console))
+        .or_else(|| crate::infra::inner_guest_reset(&console))
     else {
         return first;
     };
@@ -168,6 +178,7 @@ fn run_once(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
         boots: vec![],
         attempts: 1,
         retried_because: None,
+        nested_fault: None,
     };
     let mut notes = String::new();
     match run_inner(s, monitor, ctx, &dir, &mut out, &mut notes) {
@@ -303,6 +314,7 @@ fn run_inner(
     workdisk::make_image(&work, &img)?;
 
     // 2. host VM
+    let control = Control::new(dir);
     let vm = HostVm {
         qemu: "qemu-system-x86_64".into(),
         kernel: ctx.images.path("kernel"),
@@ -312,6 +324,7 @@ fn run_inner(
         smp: host_vm_cpus(),
         accel: ctx.accel,
         disks: vec![(img.clone(), "work".into())],
+        control: Some(control.clone()),
     };
     let inner_line = inner
         .argv
@@ -332,13 +345,20 @@ fn run_inner(
     )?;
     let console_log = dir.join("host-console.log");
     let mut console = vm.spawn(&console_log)?;
-    let deadline = Instant::now() + Duration::from_secs(s.timeout_secs);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(s.timeout_secs);
+    let mut watchdog = Watchdog::new(
+        Bounds::for_boot_timeout(Duration::from_secs(s.boot_timeout_secs)),
+        control.beat_file.clone(),
+        started,
+    );
     let mut asserts: Vec<Assertion> = Vec::new();
     let mut boots: BTreeMap<u32, BootMarks> = BTreeMap::new();
     let mut done = false;
     let mut last = String::new();
     loop {
-        match console.next_event(deadline) {
+        let wake = deadline.min(Instant::now() + WATCH_EVERY);
+        match console.next_event(wake) {
             ConsoleEvent::Line(l) => {
                 if ctx.verbose {
                     eprintln!("  | {l}");
@@ -347,6 +367,7 @@ fn run_inner(
                     asserts.push(a);
                 }
                 parse_boot_mark(&l, &mut boots);
+                watchdog.on_line(&l, Instant::now());
                 if l.contains("COLINUX-HOST DONE") {
                     done = true;
                 }
@@ -363,7 +384,7 @@ fn run_inner(
                 }
             }
             ConsoleEvent::Eof => break,
-            ConsoleEvent::Timeout => {
+            ConsoleEvent::Timeout if Instant::now() >= deadline => {
                 out.reasons.push(format!(
                     "host VM did not finish within {}s (last console line: {last:?}); see {}",
                     s.timeout_secs,
@@ -371,9 +392,18 @@ fn run_inner(
                 ));
                 break;
             }
+            ConsoleEvent::Timeout => {}
+        }
+        if let Some(expiry) = watchdog.poll(Instant::now()) {
+            on_watchdog(&expiry, &control, dir, &console_log, &last, out);
+            // what the host VM's kernel prints on SysRq-L reaches the log
+            let grace = Instant::now() + Duration::from_secs(5);
+            while let ConsoleEvent::Line(_) = console.next_event(grace) {}
+            break;
         }
     }
     let status = console.finish(Instant::now() + Duration::from_secs(15));
+    let _ = std::fs::remove_file(&control.qmp_socket);
     if !done && out.reasons.is_empty() {
         out.reasons.push(format!(
             "host VM ended ({status:?}) without COLINUX-HOST DONE (last console line: {last:?}); see {}",
@@ -489,13 +519,59 @@ fn run_inner(
     Ok(())
 }
 
+/// How often the runner looks at its watchdogs while the console is quiet.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// A watchdog fired: ask the host VM's QEMU for its state, keep it in
+/// `host-vm-state.txt`, and say what was found; a nested-setup fault is
+/// recorded for the retry rule.
+fn on_watchdog(
+    expiry: &Expiry,
+    control: &Control,
+    dir: &Path,
+    console_log: &Path,
+    last: &str,
+    out: &mut Outcome,
+) {
+    eprintln!(
+        "ci-boot: {} ({}): watchdog: {}; asking the host VM's QEMU for its state",
+        out.name,
+        out.monitor.name(),
+        expiry.what
+    );
+    let console = std::fs::read_to_string(console_log).unwrap_or_default();
+    let map = HostKernelMap::new(&console);
+    let state = host_state::capture(
+        &control.qmp_socket,
+        &map,
+        expiry.beats,
+        4,
+        Duration::from_secs(1),
+    );
+    let state_file = dir.join("host-vm-state.txt");
+    let _ = std::fs::write(
+        &state_file,
+        format!("watchdog: {}\n\n{}", expiry.what, state.report),
+    );
+    out.reasons.push(format!(
+        "watchdog: {} (last console line: {last:?}); host VM state: {}; see {} and {}",
+        expiry.what,
+        state.summary,
+        state_file.display(),
+        console_log.display()
+    ));
+    if state.nested_fault {
+        out.nested_fault = Some(format!("watchdog: {}; {}", expiry.what, state.summary));
+    }
+}
+
 /// The host VM's kernel command line; `$COLINUX_HOST_KVM_AMD` (e.g. `npt=0`,
 /// comma-separated) becomes kvm_amd's module parameters inside it, and
 /// `$COLINUX_MONITOR_ENV` (`K=V,K=V`) the inner monitors' extra environment.
 pub fn host_vm_append() -> String {
     // loglevel=5: the host VM's kernel warnings (stack traces of a soft
     // lockup, say) reach the console, so infra faults can be told apart.
-    let mut a = String::from("console=ttyS0 panic=-1 loglevel=5");
+    let mut a = String::from("console=ttyS0 panic=-1 loglevel=5 sysrq_always_enabled");
     for (var, word) in [
         ("COLINUX_HOST_KVM_AMD", "colinux.kvm_amd"),
         ("COLINUX_MONITOR_ENV", "colinux.env"),

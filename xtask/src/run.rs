@@ -72,6 +72,7 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
         smp: 2,
         accel: choice.accel,
         disks: vec![(img, "work".into())],
+        control: None,
     };
     eprintln!(
         "run: monitor {}, conf {}, host VM {:?}; the VM ends when the guest does (type `exit` in its shell)",
