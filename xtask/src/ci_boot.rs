@@ -41,19 +41,9 @@ pub fn capabilities(imgs: &Images) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Run scenarios, print the table, write JSON; exit code 1 on any failure.
-/// With `strict` (what `cargo xtask ci` uses) an `unsupported` scenario is a
-/// failure too: CI must prove every scenario with every monitor.
-pub fn ci_boot(
-    only: Option<&str>,
-    monitor: Monitor,
-    json: Option<&Path>,
-    verbose: bool,
-    jobs: usize,
-    strict: bool,
-) -> Result<i32> {
-    let t0 = Instant::now();
-    let (imgs, choice) = prepare()?;
+/// The scenarios to run: all of them, or the comma-separated `only` list
+/// (an unknown name is an error).
+pub fn select(only: Option<&str>) -> Result<Vec<scenario::Scenario>> {
     let mut all = scenario::load_all(&paths::scenarios_dir())?;
     if let Some(list) = only {
         let names: Vec<&str> = list.split(',').map(str::trim).collect();
@@ -67,28 +57,30 @@ pub fn ci_boot(
         }
         all.retain(|s| names.contains(&s.name.as_str()));
     }
-    let ctx = RunContext {
-        images: &imgs,
-        accel: choice.accel,
-        capabilities: capabilities(&imgs),
-        verbose,
-    };
-    if monitor == Monitor::Colinux {
-        eprintln!("colinux-daemon capabilities: {:?}", ctx.capabilities);
-    }
-    // Scenarios run `jobs` at a time, each in its own host VM; the table keeps
-    // scenario order.
+    Ok(all)
+}
+
+/// Runs `scenarios` under `monitor`, `jobs` at a time (each in its own host
+/// VM), printing a line as each starts and ends; outcomes in scenario order.
+pub fn run_all(
+    scenarios: &[scenario::Scenario],
+    monitor: Monitor,
+    ctx: &RunContext,
+    jobs: usize,
+) -> Vec<Outcome> {
     let jobs = jobs.max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Outcome>>> =
-        all.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let slots: Vec<std::sync::Mutex<Option<Outcome>>> = scenarios
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
     std::thread::scope(|sc| {
-        for _ in 0..jobs.min(all.len()) {
+        for _ in 0..jobs.min(scenarios.len()) {
             sc.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(s) = all.get(i) else { break };
+                let Some(s) = scenarios.get(i) else { break };
                 eprintln!("ci-boot: {} ({}) ...", s.name, monitor.name());
-                let o = runner::run_scenario(s, monitor, &ctx);
+                let o = runner::run_scenario(s, monitor, ctx);
                 eprintln!(
                     "ci-boot: {} {:?} in {:.1}s ({})",
                     o.name,
@@ -102,10 +94,36 @@ pub fn ci_boot(
             });
         }
     });
-    let outcomes: Vec<Outcome> = slots
+    slots
         .into_iter()
         .filter_map(|m| m.into_inner().ok().flatten())
-        .collect();
+        .collect()
+}
+
+/// Run scenarios, print the table, write JSON; exit code 1 on any failure.
+/// With `strict` (what `cargo xtask ci` uses) an `unsupported` scenario is a
+/// failure too: CI must prove every scenario with every monitor.
+pub fn ci_boot(
+    only: Option<&str>,
+    monitor: Monitor,
+    json: Option<&Path>,
+    verbose: bool,
+    jobs: usize,
+    strict: bool,
+) -> Result<i32> {
+    let t0 = Instant::now();
+    let all = select(only)?;
+    let (imgs, choice) = prepare()?;
+    let ctx = RunContext {
+        images: &imgs,
+        accel: choice.accel,
+        capabilities: capabilities(&imgs),
+        verbose,
+    };
+    if monitor == Monitor::Colinux {
+        eprintln!("colinux-daemon capabilities: {:?}", ctx.capabilities);
+    }
+    let outcomes = run_all(&all, monitor, &ctx, jobs);
     let total = t0.elapsed().as_secs_f64();
     print!("{}", report::table(&outcomes, total));
     let j = serde_json::to_string_pretty(&report::json(&outcomes, total))? + "\n";

@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask images | run | ci-boot | bench | ci`.
+//! Project automation: `cargo xtask images | run | ci-boot | soak | bench | ci`.
 
 mod bench;
 mod bench_host;
@@ -6,6 +6,7 @@ mod ci;
 mod ci_boot;
 mod deps;
 mod run;
+mod soak;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -77,6 +78,24 @@ enum Cmd {
     Ci,
     /// Install what the project needs (Debian packages, cargo-nextest) if missing.
     Deps,
+    /// Run the whole ci-boot N times in a row; a table of pass/fail/retried per scenario.
+    Soak {
+        /// Consecutive full runs.
+        #[arg(long, default_value_t = 20)]
+        runs: u32,
+        /// Inner monitor(s) (default: both, qemu then colinux in each run).
+        #[arg(long, value_enum)]
+        monitor: Option<MonitorArg>,
+        /// Only these scenarios (comma-separated names).
+        #[arg(long)]
+        only: Option<String>,
+        /// Scenarios run at the same time, each in its own host VM.
+        #[arg(long, short, default_value_t = 2)]
+        jobs: usize,
+        /// Print every console line while running.
+        #[arg(long, short)]
+        verbose: bool,
+    },
 }
 
 fn main() {
@@ -113,6 +132,19 @@ fn main() {
         Cmd::Bench { what } => bench::bench(what),
         Cmd::Ci => ci::ci(),
         Cmd::Deps => Ok(0),
+        Cmd::Soak {
+            runs,
+            monitor,
+            only,
+            jobs,
+            verbose,
+        } => {
+            let monitors = match monitor {
+                Some(m) => vec![m.into()],
+                None => vec![Monitor::Qemu, Monitor::Colinux],
+            };
+            soak::soak(runs, &monitors, only.as_deref(), jobs, verbose)
+        }
     };
     match r {
         Ok(code) => std::process::exit(code),
