@@ -91,3 +91,174 @@ fn config_writes_do_not_leak_descriptors_kvm() {
     // KVM (un)registers an ioeventfd slowly (an SRCU grace period each).
     config_writes_do_not_leak(&m, vm, 200);
 }
+
+mod stall {
+    //! A stalled block request must not stall the rest of the machine: with
+    //! the daemon's own bus wiring (`Machine::build_on`), a config access and
+    //! another device's MMIO are served while a vCPU thread waits in a
+    //! virtio-blk request whose backend stalls.
+
+    use std::path::Path;
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
+
+    use colinux_daemon::vmm::console::ConsoleOut;
+    use colinux_daemon::vmm::machine::{Machine, MachineSpec};
+    use colinux_devices::bus::Bus;
+    use colinux_devices::virtio::blk::BlockDevice;
+    use colinux_devices::virtio::pci::VirtioPciDevice;
+    use colinux_sim::faulty_disk::{CallResult, DiskOp, FaultyDisk};
+    use colinux_sim::vm::{SimConfig, SimHypervisor};
+    use vm_memory::{Bytes, GuestAddress};
+
+    /// A minimal bzImage (boot protocol 2.15, 64-bit entry).
+    fn fake_bzimage(path: &Path) {
+        let mut img = vec![0u8; 5 * 512 + 4096];
+        img[0x1f1] = 4;
+        img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+        img[0x202..0x206].copy_from_slice(b"HdrS");
+        img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        img[0x211] = 1;
+        img[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        img[0x230..0x234].copy_from_slice(&0x100_0000u32.to_le_bytes());
+        img[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
+        img[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+        img[5 * 512 + 0x200] = 0xf4;
+        std::fs::write(path, img).unwrap();
+    }
+
+    fn cfg_addr(slot: u8, reg: u8) -> [u8; 4] {
+        (0x8000_0000u32 | (u32::from(slot) << 11) | u32::from(reg)).to_le_bytes()
+    }
+
+    fn cfg_read(pio: &Bus, slot: u8, reg: u8) -> u32 {
+        pio.write(0xcf8, &cfg_addr(slot, reg));
+        let mut b = [0u8; 4];
+        pio.read(0xcfc, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn cfg_write(pio: &Bus, slot: u8, reg: u8, v: u32) {
+        pio.write(0xcf8, &cfg_addr(slot, reg));
+        pio.write(0xcfc, &v.to_le_bytes());
+    }
+
+    fn bar0(pio: &Bus, slot: u8) -> u64 {
+        cfg_write(pio, slot, 4, 0x6);
+        u64::from(cfg_read(pio, slot, 0x14)) << 32 | u64::from(cfg_read(pio, slot, 0x10) & !0xf)
+    }
+
+    /// Brings up queue 0 of the virtio-blk at `bar` with one read request of
+    /// sector 0 queued (rings at `base` in guest RAM); returns the doorbell.
+    fn blk_with_one_read(m: &Machine, bar: u64, base: u64) -> u64 {
+        let w = |off: u64, v: u64, len: usize| {
+            assert!(m.mmio.write(bar + off, &v.to_le_bytes()[..len]));
+        };
+        w(20, 0, 1);
+        w(20, 1, 1);
+        w(20, 3, 1);
+        w(8, 1, 4);
+        w(12, 1, 4); // VERSION_1
+        w(20, 0xb, 1);
+        w(22, 0, 2);
+        w(24, 16, 2);
+        let (desc, avail, used) = (base, base + 0x1000, base + 0x2000);
+        for (off, a) in [(32, desc), (40, avail), (48, used)] {
+            w(off, a & 0xffff_ffff, 4);
+            w(off + 4, a >> 32, 4);
+        }
+        w(28, 1, 2);
+        w(20, 0xf, 1);
+        let mem = &m.memory;
+        let (hdr, data, status) = (base + 0x3000, base + 0x4000, base + 0x5000);
+        mem.write_slice(&[0u8; 16], GuestAddress(hdr)).unwrap();
+        for (i, (addr, len, flags)) in [(hdr, 16u32, 1u16), (data, 512, 3), (status, 1, 2)]
+            .into_iter()
+            .enumerate()
+        {
+            let d = desc + 16 * i as u64;
+            mem.write_obj(addr, GuestAddress(d)).unwrap();
+            mem.write_obj(len, GuestAddress(d + 8)).unwrap();
+            mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
+            mem.write_obj(i as u16 + 1, GuestAddress(d + 14)).unwrap();
+        }
+        mem.write_obj(0u16, GuestAddress(avail + 4)).unwrap();
+        mem.write_obj(1u16, GuestAddress(avail + 2)).unwrap();
+        bar + 0x3000
+    }
+
+    #[test]
+    fn a_stalled_blk_request_does_not_stall_config_or_other_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinuz");
+        fake_bzimage(&kernel);
+        let disk = dir.path().join("cobd0.img");
+        std::fs::write(&disk, vec![0u8; 64 * 512]).unwrap();
+        let text = format!(
+            "kernel={} cobd0={} mem=64",
+            kernel.display(),
+            disk.display()
+        );
+        let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), dir.path()).unwrap();
+        let spec = MachineSpec {
+            mem_mib: 64,
+            cpus: 1,
+            kernel,
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+            config,
+            slirp_bind: std::net::Ipv4Addr::LOCALHOST,
+        };
+        let hv = SimHypervisor::new(SimConfig::default());
+        let (tx, _rx) = mpsc::channel();
+        let m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
+        // A second disk whose backend stalls its first read for 3 s.
+        let (slow, handle) = FaultyDisk::new(vec![0x5a; 64 * 512], false);
+        handle.stall_next(DiskOp::Read, 1, Duration::from_secs(3));
+        let sink = Arc::new(colinux_sim::vm::SimVm::new(SimConfig::default()));
+        let slot = m
+            .pci
+            .lock()
+            .unwrap()
+            .add_device(Box::new(VirtioPciDevice::new(
+                BlockDevice::new(slow, "cobd9"),
+                m.memory.clone(),
+                sink,
+                None,
+            )))
+            .unwrap();
+        let fast_bar = bar0(&m.pio, 1);
+        let doorbell = blk_with_one_read(&m, bar0(&m.pio, slot), 0x300_0000);
+
+        // vCPU A rings the slow disk's doorbell and waits in the request.
+        let mmio = m.mmio.clone();
+        let a = std::thread::spawn(move || mmio.write(doorbell, &0u16.to_le_bytes()));
+        let t = Instant::now();
+        while !handle
+            .calls()
+            .iter()
+            .any(|c| matches!(c.result, CallResult::Stalled(_)))
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the read never started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // vCPU B meanwhile reads the host bridge's ID and cobd0's queue count.
+        let (pio, mmio) = (m.pio.clone(), m.mmio.clone());
+        let (done, served) = mpsc::channel();
+        std::thread::spawn(move || {
+            let id = cfg_read(&pio, 0, 0);
+            let mut b = [0u8; 2];
+            mmio.read(fast_bar + 18, &mut b);
+            let _ = done.send((id, u16::from_le_bytes(b)));
+        });
+        let got = served.recv_timeout(Duration::from_secs(1));
+        a.join().unwrap();
+        let (id, queues) = got.expect("config and MMIO access waited for the stalled blk request");
+        assert_ne!(id, 0xffff_ffff, "host bridge present");
+        assert_eq!(queues, 1, "cobd0's num_queues");
+    }
+}

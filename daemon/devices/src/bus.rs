@@ -15,6 +15,16 @@ pub trait BusDevice: Send {
     fn write(&mut self, offset: u64, data: &[u8]);
 }
 
+/// A device that synchronizes itself, reached through a [`Bus`] with no lock
+/// of the bus's own (e.g. the PCI MMIO window, whose devices each have their
+/// own lock): two vCPUs may be inside it at once.
+pub trait SharedBusDevice: Send + Sync {
+    /// Reads `data.len()` bytes at `offset` within the device's range.
+    fn read(&self, offset: u64, data: &mut [u8]);
+    /// Writes `data` at `offset` within the device's range.
+    fn write(&self, offset: u64, data: &[u8]);
+}
+
 /// Errors from inserting a range into a [`Bus`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BusError {
@@ -37,10 +47,17 @@ pub enum BusError {
 /// A shared handle to a device on a bus.
 pub type SharedDevice = Arc<Mutex<dyn BusDevice>>;
 
+/// A device on a range: behind the bus's lock, or synchronizing itself.
+#[derive(Clone)]
+enum Entry {
+    Locked(SharedDevice),
+    Shared(Arc<dyn SharedBusDevice>),
+}
+
 /// Range-to-device map used for both the port I/O and the MMIO address spaces.
 #[derive(Default, Clone)]
 pub struct Bus {
-    ranges: BTreeMap<u64, (u64, SharedDevice)>,
+    ranges: BTreeMap<u64, (u64, Entry)>,
 }
 
 impl Bus {
@@ -51,6 +68,21 @@ impl Bus {
 
     /// Places `device` at `[base, base + len)`.
     pub fn insert(&mut self, device: SharedDevice, base: u64, len: u64) -> Result<(), BusError> {
+        self.insert_entry(Entry::Locked(device), base, len)
+    }
+
+    /// Places a self-synchronizing `device` at `[base, base + len)`: the bus
+    /// takes no lock around its accesses.
+    pub fn insert_shared(
+        &mut self,
+        device: Arc<dyn SharedBusDevice>,
+        base: u64,
+        len: u64,
+    ) -> Result<(), BusError> {
+        self.insert_entry(Entry::Shared(device), base, len)
+    }
+
+    fn insert_entry(&mut self, device: Entry, base: u64, len: u64) -> Result<(), BusError> {
         if len == 0 {
             return Err(BusError::ZeroLength { base });
         }
@@ -69,12 +101,16 @@ impl Bus {
         Ok(())
     }
 
-    /// Removes the range starting at `base`, if any (used when a guest moves a BAR).
+    /// Removes the range starting at `base`, if any (used when a guest moves a
+    /// BAR); returns the device if it was behind the bus's lock.
     pub fn remove(&mut self, base: u64) -> Option<SharedDevice> {
-        self.ranges.remove(&base).map(|(_, d)| d)
+        match self.ranges.remove(&base)?.1 {
+            Entry::Locked(d) => Some(d),
+            Entry::Shared(_) => None,
+        }
     }
 
-    fn find(&self, addr: u64) -> Option<(u64, &SharedDevice)> {
+    fn find(&self, addr: u64) -> Option<(u64, &Entry)> {
         let (&base, (len, dev)) = self.ranges.range(..=addr).next_back()?;
         (addr - base < *len).then_some((addr - base, dev))
     }
@@ -83,8 +119,12 @@ impl Bus {
     /// holds `addr`.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr) {
-            Some((offset, dev)) => {
+            Some((offset, Entry::Locked(dev))) => {
                 lock(dev).read(offset, data);
+                true
+            }
+            Some((offset, Entry::Shared(dev))) => {
+                dev.read(offset, data);
                 true
             }
             None => {
@@ -97,8 +137,12 @@ impl Bus {
     /// Dispatches a write; returns false when no device holds `addr`.
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr) {
-            Some((offset, dev)) => {
+            Some((offset, Entry::Locked(dev))) => {
                 lock(dev).write(offset, data);
+                true
+            }
+            Some((offset, Entry::Shared(dev))) => {
+                dev.write(offset, data);
                 true
             }
             None => false,

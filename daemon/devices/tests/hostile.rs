@@ -203,8 +203,9 @@ proptest! {
         }
         let consumed = lens.len() - state.lock().unwrap().to_guest.len();
         let stats = {
-            let mut root = m.root.lock().unwrap();
-            let dev = root.device_mut(slot).unwrap().as_any_mut().unwrap();
+            let root = m.root.lock().unwrap();
+            let mut guard = root.device(slot).unwrap();
+            let dev = guard.as_any_mut().unwrap();
             let nic = dev.downcast_mut::<VirtioPciDevice<NetDevice>>().unwrap().device();
             (nic.stats(), nic.rx_blocked())
         };
@@ -275,8 +276,9 @@ const STATUS: u64 = 0x5_2000;
 const TABLE: u64 = 0x5_3000;
 
 fn blk_stats(m: &Machine, slot: u8) -> blk::BlockStats {
-    let mut root = m.root.lock().unwrap();
-    let dev = root.device_mut(slot).unwrap().as_any_mut().unwrap();
+    let root = m.root.lock().unwrap();
+    let mut guard = root.device(slot).unwrap();
+    let dev = guard.as_any_mut().unwrap();
     dev.downcast_mut::<VirtioPciDevice<BlockDevice>>()
         .unwrap()
         .device()

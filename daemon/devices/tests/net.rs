@@ -74,8 +74,9 @@ impl Nic {
 
     fn stats(&mut self) -> net::NetDeviceStats {
         let slot = self.d.slot;
-        let mut root = self.m.root.lock().unwrap();
-        let dev = root.device_mut(slot).unwrap().as_any_mut().unwrap();
+        let root = self.m.root.lock().unwrap();
+        let mut guard = root.device(slot).unwrap();
+        let dev = guard.as_any_mut().unwrap();
         dev.downcast_mut::<VirtioPciDevice<NetDevice>>()
             .unwrap()
             .device()
@@ -293,8 +294,9 @@ fn link_change_updates_status_and_sends_config_interrupt() {
     let gen0 = n.d.common_read(&mut n.m, 21, 1);
     {
         let slot = n.d.slot;
-        let mut root = n.m.root.lock().unwrap();
-        let dev = root.device_mut(slot).unwrap().as_any_mut().unwrap();
+        let root = n.m.root.lock().unwrap();
+        let mut guard = root.device(slot).unwrap();
+        let dev = guard.as_any_mut().unwrap();
         dev.downcast_mut::<VirtioPciDevice<NetDevice>>()
             .unwrap()
             .set_link_up(false);

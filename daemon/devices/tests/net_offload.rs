@@ -98,8 +98,9 @@ impl Nic {
 
     fn stats(&mut self) -> net::NetDeviceStats {
         let slot = self.d.slot;
-        let mut root = self.m.root.lock().unwrap();
-        let dev = root.device_mut(slot).unwrap().as_any_mut().unwrap();
+        let root = self.m.root.lock().unwrap();
+        let mut guard = root.device(slot).unwrap();
+        let dev = guard.as_any_mut().unwrap();
         let nic = dev
             .downcast_mut::<VirtioPciDevice<NetDevice>>()
             .unwrap()

@@ -286,7 +286,7 @@ fn window_and_bus_exhaustion_are_errors() {
             None,
         ))
     };
-    let mut small = PciRoot::new(MmioWindow {
+    let small = PciRoot::new(MmioWindow {
         base: 0xc000_0000,
         size: BAR_SIZE,
     });
@@ -294,7 +294,7 @@ fn window_and_bus_exhaustion_are_errors() {
     let e = small.add_device(mk(1)).unwrap_err();
     assert!(matches!(e, PciError::WindowFull { .. }));
     assert!(e.to_string().contains("virtio-blk x"), "{e}");
-    let mut big = PciRoot::new(MmioWindow {
+    let big = PciRoot::new(MmioWindow {
         base: 0xc000_0000,
         size: 0x1000_0000,
     });

@@ -6,7 +6,7 @@
 //! backend the entry names (slirp, tuntap, pcap-bridge/ndis-bridge).
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,7 +81,7 @@ pub fn add_devices(
     mem: &GuestMemoryMmap,
     irq: &Arc<dyn InterruptSink>,
 ) -> Result<()> {
-    let mut root = pci.lock().unwrap_or_else(|e| e.into_inner());
+    let root = pci.lock().unwrap_or_else(|e| e.into_inner());
     for b in &config.block_devices {
         let path = b.path.resolve();
         // A file nobody may write is meant read-only, even for root (who could
@@ -130,10 +130,13 @@ pub fn add_devices(
     Ok(())
 }
 
-/// Polls the devices' host descriptors (network receive) and the queue
-/// doorbells, and lets each device do the work, until `stop` is set. The sets
-/// are refreshed every round: a device with no guest buffers leaves the
-/// backend set, and doorbells appear once the guest enables a device.
+/// Serves the devices' host descriptors (network receive) and queue doorbells
+/// until `stop` is set: one thread per device with queues, so a device busy
+/// with a long request (a blk read on a stalled disk) never delays another
+/// device's doorbells or frames. Each thread refreshes its poll set every
+/// round: a device with no guest buffers leaves the backend set, and doorbells
+/// appear once the guest enables a device. The handle returned ends when all
+/// device threads have.
 pub fn spawn_device_poller(
     pci: Arc<Mutex<PciRoot>>,
     doorbells: Option<Arc<Doorbells>>,
@@ -142,45 +145,61 @@ pub fn spawn_device_poller(
     if let Some(d) = &doorbells {
         d.enable();
     }
+    let root = pci.lock().unwrap_or_else(|e| e.into_inner()).clone();
     std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let backends: Vec<(u8, RawFd)> =
-                pci.lock().unwrap_or_else(|e| e.into_inner()).backend_fds();
-            let bells = doorbells.as_ref().map(|d| d.poll_set()).unwrap_or_default();
-            if backends.is_empty() && bells.is_empty() {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                continue;
-            }
-            let mut pfds: Vec<libc::pollfd> = backends
-                .iter()
-                .map(|&(_, fd)| fd)
-                .chain(bells.iter().map(|(fd, _, _)| fd.as_raw_fd()))
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
-                .collect();
-            // SAFETY: `pfds` is a valid array of pollfd for the duration of the call.
-            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
-            if n <= 0 {
-                continue;
-            }
-            let (pb, pd) = pfds.split_at(backends.len());
-            for (p, (fd, slot, queue)) in pd.iter().zip(&bells) {
-                if let (true, Some(d)) = (p.revents != 0, &doorbells) {
-                    d.ring(fd, *slot, *queue);
+        let slots = root.queue_slots();
+        std::thread::scope(|s| {
+            for slot in slots {
+                let (root, doorbells, stop) = (&root, doorbells.as_deref(), &stop);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("pci-{slot:02x}"))
+                    .spawn_scoped(s, move || serve_device(root, slot, doorbells, stop));
+                if let Err(e) = spawned {
+                    tracing::error!(slot, "cannot start the device thread: {e}");
                 }
             }
-            for (p, &(slot, _)) in pb.iter().zip(&backends) {
-                if p.revents != 0 {
-                    pci.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .process_backend(slot);
-                }
+        });
+    })
+}
+
+/// The loop of one device's thread (see [`spawn_device_poller`]).
+fn serve_device(root: &PciRoot, slot: u8, doorbells: Option<&Doorbells>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let backend = root.backend_fd(slot);
+        let bells: Vec<_> = doorbells
+            .map(|d| d.poll_set())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&(_, s, _)| s == slot)
+            .collect();
+        if backend.is_none() && bells.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            continue;
+        }
+        let mut pfds: Vec<libc::pollfd> = backend
+            .into_iter()
+            .chain(bells.iter().map(|(fd, _, _)| fd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `pfds` is a valid array of pollfd for the duration of the call.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
+        if n <= 0 {
+            continue;
+        }
+        let (pb, pd) = pfds.split_at(usize::from(backend.is_some()));
+        for (p, (fd, _, queue)) in pd.iter().zip(&bells) {
+            if let (true, Some(d)) = (p.revents != 0, doorbells) {
+                d.ring(fd, slot, *queue);
             }
         }
-    })
+        if pb.first().is_some_and(|p| p.revents != 0) {
+            root.process_backend(slot);
+        }
+    }
 }
 
 /// [`spawn_device_poller`] for network backends only (doorbells stay MMIO exits).

@@ -37,13 +37,14 @@ struct State {
 /// The doorbells of the PCI bus, kept in step with its layout.
 pub struct Doorbells {
     vm: Arc<dyn Vm>,
-    pci: Arc<Mutex<PciRoot>>,
+    pci: PciRoot,
     state: Mutex<State>,
 }
 
 impl Doorbells {
     /// Doorbells of `pci` registered with `vm`.
     pub fn new(vm: Arc<dyn Vm>, pci: Arc<Mutex<PciRoot>>) -> Self {
+        let pci = pci.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Self {
             vm,
             pci,
@@ -65,10 +66,7 @@ impl Doorbells {
         if !self.state.lock().unwrap_or_else(|e| e.into_inner()).enabled {
             return;
         }
-        let (generation, regions) = {
-            let pci = self.pci.lock().unwrap_or_else(|e| e.into_inner());
-            (pci.layout_generation(), pci.notify_regions())
-        };
+        let (generation, regions) = (self.pci.layout_generation(), self.pci.notify_regions());
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.generation == Some(generation) {
             return;
@@ -144,10 +142,7 @@ impl Doorbells {
     /// replaced meanwhile still kicks its queue once: a spurious kick is harmless.
     pub fn ring(&self, fd: &EventFd, slot: u8, queue: u16) {
         if fd.read().is_ok() {
-            self.pci
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .queue_notify(slot, queue);
+            self.pci.queue_notify(slot, queue);
         }
     }
 }

@@ -21,8 +21,13 @@
 //!     NetDevice::new(backend, mac), mem.clone(), sink.clone(), Some(11))))?;
 //! let root = Arc::new(Mutex::new(root));
 //! pio_bus.insert(Arc::new(Mutex::new(PciConfigIo::new(root.clone()))), 0xcf8, 8)?;
-//! mmio_bus.insert(Arc::new(Mutex::new(PciMmio::new(root.clone()))), window.base, window.size)?;
+//! mmio_bus.insert_shared(Arc::new(PciMmio::new(root.clone())), window.base, window.size)?;
 //! ```
+//!
+//! * Locking: every device has its own lock ([`PciRoot`] is a handle; MMIO
+//!   dispatch reads a decode snapshot and locks only the device hit), so a
+//!   device stuck in a long request delays only accesses to itself. Insert
+//!   [`PciMmio`] with `insert_shared`, so the bus adds no lock of its own.
 //!
 //! * BARs: `add_device` places each BAR in `window` (naturally aligned, in
 //!   order). The guest may move them; [`PciMmio`] (or
@@ -50,5 +55,6 @@ pub mod msix;
 mod root;
 
 pub use root::{
-    MmioWindow, NotifyRegion, PciConfigIo, PciDevice, PciError, PciMmio, PciRoot, SLOTS,
+    DeviceGuard, MmioWindow, NotifyRegion, PciConfigIo, PciDevice, PciError, PciMmio, PciRoot,
+    SLOTS,
 };
