@@ -261,4 +261,89 @@ mod stall {
         assert_ne!(id, 0xffff_ffff, "host bridge present");
         assert_eq!(queues, 1, "cobd0's num_queues");
     }
+
+    /// With doorbells as ioeventfds, each device is served on a thread of its
+    /// own: while the slow disk's thread waits in its request, a doorbell of
+    /// another device is served at once.
+    #[test]
+    fn a_stalled_blk_request_does_not_delay_another_devices_doorbell() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinuz");
+        fake_bzimage(&kernel);
+        let disk = dir.path().join("cobd0.img");
+        std::fs::write(&disk, vec![0u8; 64 * 512]).unwrap();
+        let text = format!(
+            "kernel={} cobd0={} mem=64",
+            kernel.display(),
+            disk.display()
+        );
+        let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), dir.path()).unwrap();
+        let spec = MachineSpec {
+            mem_mib: 64,
+            cpus: 1,
+            kernel,
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+            config,
+            slirp_bind: std::net::Ipv4Addr::LOCALHOST,
+        };
+        let hv = SimHypervisor::new(SimConfig::default());
+        let (tx, _rx) = mpsc::channel();
+        let m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
+        let (slow, handle) = FaultyDisk::new(vec![0x5a; 64 * 512], false);
+        handle.stall_next(DiskOp::Read, 1, Duration::from_secs(3));
+        let sink = Arc::new(colinux_sim::vm::SimVm::new(SimConfig::default()));
+        let slot = m
+            .pci
+            .lock()
+            .unwrap()
+            .add_device(Box::new(VirtioPciDevice::new(
+                BlockDevice::new(slow, "cobd9"),
+                m.memory.clone(),
+                sink,
+                None,
+            )))
+            .unwrap();
+        blk_with_one_read(&m, bar0(&m.pio, 1), 0x200_0000);
+        blk_with_one_read(&m, bar0(&m.pio, slot), 0x300_0000);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poller = colinux_daemon::vmm::devices::spawn_device_poller(
+            m.pci.clone(),
+            Some(m.doorbells.clone()),
+            stop.clone(),
+        );
+        let bell = |s: u8| {
+            let bells = m.doorbells.poll_set();
+            let (fd, _, _) = bells.iter().find(|b| b.1 == s && b.2 == 0).unwrap();
+            fd.write(1).unwrap();
+        };
+        bell(slot);
+        let t = Instant::now();
+        while !handle
+            .calls()
+            .iter()
+            .any(|c| matches!(c.result, CallResult::Stalled(_)))
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the read never started"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        bell(1);
+        let t = Instant::now();
+        let used_idx = |base: u64| {
+            m.memory
+                .read_obj::<u16>(GuestAddress(base + 0x2002))
+                .unwrap()
+        };
+        while used_idx(0x200_0000) == 0 && t.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let served = used_idx(0x200_0000);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        poller.join().unwrap();
+        assert_eq!(served, 1, "cobd0's request waited for the stalled one");
+        assert_eq!(used_idx(0x300_0000), 1, "the stalled request completed");
+    }
 }

@@ -1,7 +1,7 @@
 //! Virtio queue doorbells as ioeventfds: once the guest has enabled a device,
 //! its notify registers are registered with the hypervisor, so a doorbell write
-//! no longer stops the vCPU in the monitor; the backend poller thread services
-//! the queue instead. Until registration (and if it fails) doorbells still work
+//! no longer stops the vCPU in the monitor; the device's own thread (see
+//! `devices::spawn_device_poller`) services the queue instead. Until registration (and if it fails) doorbells still work
 //! as ordinary MMIO exits.
 //!
 //! The guest decides how often the layout changes (every `setpci` of a command

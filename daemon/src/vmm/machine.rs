@@ -274,8 +274,8 @@ impl Machine {
         // that moves a 64-bit BAR there (pci=realloc, hotplug-style
         // reassignment) still reaches the device.
         let (mmio64_base, mmio64_len) = mmio64_window(&MemoryLayout::new(spec.mem_mib)?);
-        mmio.insert(
-            Arc::new(Mutex::new(PciMmio::at(pci.clone(), mmio64_base))),
+        mmio.insert_shared(
+            Arc::new(PciMmio::at(pci.clone(), mmio64_base)),
             mmio64_base,
             mmio64_len,
         )?;
