@@ -51,3 +51,46 @@ fn empty_and_tiny_inputs_run() {
     }
 }
 
+// ---- what the fuzzers found, as named tests ----
+
+use colinux_devices::virtio::blk::{self as vblk, BlockDevice};
+use colinux_devices::virtio::pci::VirtioPciDevice;
+use common::{VirtioDriver, DRIVER_OK, FEATURES_OK};
+use fuzzing::memdisk::MemDisk;
+use vm_memory::{Bytes, GuestAddress};
+
+fn blk_machine(sectors: u64) -> (common::Machine, VirtioDriver) {
+    let mut m = fuzzing::machine();
+    let (disk, _) = MemDisk::new(sectors, false, false);
+    let slot = m.add(Box::new(VirtioPciDevice::new(
+        BlockDevice::new(disk, "cobd0"),
+        m.mem.clone(),
+        m.sink.clone(),
+        None,
+    )));
+    let mut d = VirtioDriver::probe(&mut m, slot);
+    d.init(&mut m, !0, true, 8);
+    (m, d)
+}
+
+/// virtio_blk found it (`crash-status-cleared-while-live`): a status write
+/// without FEATURES_OK to a live device left it running with DRIVER_OK, and
+/// the driver could then change the features it had negotiated. Only a
+/// reset takes FEATURES_OK and DRIVER_OK back.
+#[test]
+fn a_live_device_keeps_its_features_until_reset() {
+    let (mut m, d) = blk_machine(8);
+    d.set_status(&mut m, DRIVER_OK);
+    let s = d.status(&mut m);
+    assert_eq!(
+        s & (FEATURES_OK | DRIVER_OK),
+        FEATURES_OK | DRIVER_OK,
+        "{s:#x}"
+    );
+    // The feature words are frozen: VERSION_1 (bit 32) stays accepted.
+    d.common_write(&mut m, 8, 4, 1);
+    d.common_write(&mut m, 12, 4, 0);
+    assert_eq!(d.common_read(&mut m, 12, 4), 1);
+    d.set_status(&mut m, 0);
+    assert_eq!(d.status(&mut m), 0, "a reset still clears everything");
+}

@@ -354,7 +354,11 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
             return;
         }
         let old = self.status;
-        let mut new = value | (old & status::NEEDS_RESET);
+        // Only a reset takes FEATURES_OK and DRIVER_OK back (a driver never
+        // clears a status bit, virtio 2.1.2): otherwise a live device could
+        // drop FEATURES_OK, take unchecked driver features and keep running.
+        let sticky = status::NEEDS_RESET | status::FEATURES_OK | status::DRIVER_OK;
+        let mut new = value | (old & sticky);
         if new & status::FEATURES_OK != 0 && old & status::FEATURES_OK == 0 {
             let offered = self.offered_features();
             let ok =
