@@ -209,7 +209,8 @@ impl BlockDevice {
             return None;
         }
         let end = sector.checked_add(len / SECTOR_SIZE)?;
-        (end <= self.image.sectors()).then_some(sector * SECTOR_SIZE)
+        // Lazily: a guest's sector far past the end must not overflow here.
+        (end <= self.image.sectors()).then(|| sector * SECTOR_SIZE)
     }
 
     fn read_into_guest(&mut self, mem: &GuestMemoryMmap, c: &Chain, offset: u64, len: u64) -> bool {
