@@ -107,7 +107,7 @@ mod stall {
     use colinux_devices::bus::Bus;
     use colinux_devices::virtio::blk::BlockDevice;
     use colinux_devices::virtio::pci::VirtioPciDevice;
-    use colinux_sim::faulty_disk::{CallResult, DiskOp, FaultyDisk};
+    use colinux_sim::faulty_disk::{CallResult, DiskOp, FaultyDisk, FaultyDiskHandle};
     use colinux_sim::vm::{SimConfig, SimHypervisor};
     use vm_memory::{Bytes, GuestAddress};
 
@@ -188,8 +188,11 @@ mod stall {
         bar + 0x3000
     }
 
-    #[test]
-    fn a_stalled_blk_request_does_not_stall_config_or_other_devices() {
+    /// The daemon's machine (cobd0 on a plain file, slot 1) plus a second
+    /// virtio-blk, "cobd9", whose backend stalls its first read for 3 s;
+    /// returns the machine, the stall handle, cobd9's slot and the temp dir
+    /// that must outlive the machine.
+    fn machine_with_a_slow_disk() -> (Machine, FaultyDiskHandle, u8, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let kernel = dir.path().join("vmlinuz");
         fake_bzimage(&kernel);
@@ -228,6 +231,12 @@ mod stall {
                 None,
             )))
             .unwrap();
+        (m, handle, slot, dir)
+    }
+
+    #[test]
+    fn a_stalled_blk_request_does_not_stall_config_or_other_devices() {
+        let (m, handle, slot, _dir) = machine_with_a_slow_disk();
         let fast_bar = bar0(&m.pio, 1);
         let doorbell = blk_with_one_read(&m, bar0(&m.pio, slot), 0x300_0000);
 
@@ -267,43 +276,7 @@ mod stall {
     /// another device is served at once.
     #[test]
     fn a_stalled_blk_request_does_not_delay_another_devices_doorbell() {
-        let dir = tempfile::tempdir().unwrap();
-        let kernel = dir.path().join("vmlinuz");
-        fake_bzimage(&kernel);
-        let disk = dir.path().join("cobd0.img");
-        std::fs::write(&disk, vec![0u8; 64 * 512]).unwrap();
-        let text = format!(
-            "kernel={} cobd0={} mem=64",
-            kernel.display(),
-            disk.display()
-        );
-        let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), dir.path()).unwrap();
-        let spec = MachineSpec {
-            mem_mib: 64,
-            cpus: 1,
-            kernel,
-            initrd: None,
-            cmdline: "console=ttyS0".into(),
-            config,
-            slirp_bind: std::net::Ipv4Addr::LOCALHOST,
-        };
-        let hv = SimHypervisor::new(SimConfig::default());
-        let (tx, _rx) = mpsc::channel();
-        let m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
-        let (slow, handle) = FaultyDisk::new(vec![0x5a; 64 * 512], false);
-        handle.stall_next(DiskOp::Read, 1, Duration::from_secs(3));
-        let sink = Arc::new(colinux_sim::vm::SimVm::new(SimConfig::default()));
-        let slot = m
-            .pci
-            .lock()
-            .unwrap()
-            .add_device(Box::new(VirtioPciDevice::new(
-                BlockDevice::new(slow, "cobd9"),
-                m.memory.clone(),
-                sink,
-                None,
-            )))
-            .unwrap();
+        let (m, handle, slot, _dir) = machine_with_a_slow_disk();
         blk_with_one_read(&m, bar0(&m.pio, 1), 0x200_0000);
         blk_with_one_read(&m, bar0(&m.pio, slot), 0x300_0000);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
