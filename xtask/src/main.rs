@@ -5,6 +5,7 @@ mod bench_host;
 mod ci;
 mod ci_boot;
 mod deps;
+mod fuzz;
 mod run;
 mod soak;
 
@@ -96,6 +97,16 @@ enum Cmd {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Coverage-guided fuzzing of virtio-blk, virtio-net and PCI config space
+    /// (cargo fuzz, libFuzzer, stable toolchain); non-zero on a crash.
+    Fuzz {
+        /// Minutes per target.
+        #[arg(long, default_value_t = 2.0)]
+        minutes: f64,
+        /// Only this target (virtio_blk, virtio_net, pci_config).
+        #[arg(long)]
+        target: Option<String>,
+    },
 }
 
 fn main() {
@@ -145,6 +156,7 @@ fn main() {
             };
             soak::soak(runs, &monitors, only.as_deref(), jobs, verbose)
         }
+        Cmd::Fuzz { minutes, target } => fuzz::fuzz(minutes, target.as_deref()),
     };
     match r {
         Ok(code) => std::process::exit(code),
