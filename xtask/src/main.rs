@@ -103,6 +103,9 @@ enum Cmd {
         /// Minutes per target.
         #[arg(long, default_value_t = 2.0)]
         minutes: f64,
+        /// Executions per target instead of a time (e.g. 10000000).
+        #[arg(long, conflicts_with = "minutes")]
+        runs: Option<u64>,
         /// Only this target (virtio_blk, virtio_net, pci_config).
         #[arg(long)]
         target: Option<String>,
@@ -156,7 +159,11 @@ fn main() {
             };
             soak::soak(runs, &monitors, only.as_deref(), jobs, verbose)
         }
-        Cmd::Fuzz { minutes, target } => fuzz::fuzz(minutes, target.as_deref()),
+        Cmd::Fuzz {
+            minutes,
+            runs,
+            target,
+        } => fuzz::fuzz(minutes, runs, target.as_deref()),
     };
     match r {
         Ok(code) => std::process::exit(code),
