@@ -4,7 +4,7 @@
 use crate::common::{DriverQueue, DESC_F_NEXT, DESC_F_WRITE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{overlaps, RINGS_END};
+use super::{overlaps, HIGH, LOW, RINGS_END};
 
 const DESC_F_INDIRECT: u16 = 4;
 /// Most entries of one indirect table the checks look at.
@@ -22,12 +22,47 @@ fn desc(mem: &GuestMemoryMmap, table: u64, i: u64) -> Option<Desc> {
     let at = table.checked_add(16 * i)?;
     let mut d = [0u8; 16];
     mem.read_slice(&mut d, GuestAddress(at)).ok()?;
+    parse_desc(&d)
+}
+
+fn parse_desc(d: &[u8]) -> Option<Desc> {
     Some(Desc {
         addr: u64::from_le_bytes(d[0..8].try_into().ok()?),
         len: u32::from_le_bytes(d[8..12].try_into().ok()?),
         flags: u16::from_le_bytes(d[12..14].try_into().ok()?),
         next: u16::from_le_bytes(d[14..16].try_into().ok()?),
     })
+}
+
+/// The writable buffers of the indirect table of `n` entries at `addr`,
+/// reading each RAM region's part of the table at once (entry by entry
+/// through `read_slice` this scan cost three quarters of the fuzzers' time);
+/// an entry not wholly inside one region is skipped, as `desc` would.
+fn indirect_writable(mem: &GuestMemoryMmap, addr: u64, n: u64, out: &mut Vec<(u64, u64)>) {
+    let end = addr.saturating_add(16 * n);
+    for (base, len) in [LOW, HIGH] {
+        let (lo, hi) = (addr.max(base), end.min(base + len as u64));
+        let (first, last) = (
+            (lo.saturating_sub(addr)).div_ceil(16),
+            hi.saturating_sub(addr) / 16,
+        );
+        if lo >= hi || first >= last {
+            continue;
+        }
+        let mut buf = vec![0u8; ((last - first) * 16) as usize];
+        if mem
+            .read_slice(&mut buf, GuestAddress(addr + first * 16))
+            .is_err()
+        {
+            continue;
+        }
+        out.extend(
+            buf.chunks_exact(16)
+                .filter_map(parse_desc)
+                .filter(|e| e.flags & DESC_F_WRITE != 0)
+                .map(|e| (e.addr, u64::from(e.len))),
+        );
+    }
 }
 
 /// What the driver offered at the doorbell.
@@ -61,13 +96,7 @@ pub fn offer(mem: &GuestMemoryMmap, q: &DriverQueue) -> Offer {
                 clean = false;
                 continue;
             }
-            for j in 0..n {
-                if let Some(e) = desc(mem, d.addr, j) {
-                    if e.flags & DESC_F_WRITE != 0 {
-                        writable.push((e.addr, u64::from(e.len)));
-                    }
-                }
-            }
+            indirect_writable(mem, d.addr, n, &mut writable);
         } else if d.flags & DESC_F_WRITE != 0 {
             writable.push((d.addr, u64::from(d.len)));
         }
