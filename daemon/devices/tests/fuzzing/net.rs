@@ -220,7 +220,8 @@ pub fn run(data: &[u8]) {
             let q = &mut d.queues[qi];
             let max = if qi == net::TX_QUEUE { 0 } else { u64::MAX };
             let used = take_used(&m.mem, q, &o, Some(max));
-            if qi == net::RX_QUEUE {
+            // Entries of rings the guest let the device overwrite say nothing.
+            if qi == net::RX_QUEUE && o.clean {
                 for &(id, len) in &used {
                     let len = len as usize;
                     assert!(
@@ -229,14 +230,12 @@ pub fn run(data: &[u8]) {
                         "rx head {id} used with length {len}"
                     );
                 }
-                if o.clean {
-                    let delivered = used.iter().filter(|u| u.1 > 0).count() as u64;
-                    assert_eq!(
-                        delivered,
-                        after.stats.rx_frames - before.stats.rx_frames,
-                        "rx buffers used with data vs frames counted"
-                    );
-                }
+                let delivered = used.iter().filter(|u| u.1 > 0).count() as u64;
+                assert_eq!(
+                    delivered,
+                    after.stats.rx_frames - before.stats.rx_frames,
+                    "rx buffers used with data vs frames counted"
+                );
             }
         }
     }
