@@ -17,7 +17,7 @@ pub mod ring;
 
 use std::sync::{Arc, Mutex};
 
-use crate::common::{Machine, RecordingSink, WINDOW};
+use crate::common::{DriverQueue, Machine, RecordingSink, WINDOW};
 use colinux_devices::pci::{PciConfigIo, PciMmio, PciRoot};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -75,4 +75,35 @@ pub fn with_device<T: 'static, R>(m: &Machine, slot: u8, f: impl FnOnce(&mut T) 
 /// Whether `[a, a + len)` intersects `[b, b + blen)`.
 pub fn overlaps(a: u64, len: u64, b: u64, blen: u64) -> bool {
     len != 0 && blen != 0 && a < b.saturating_add(blen) && b < a.saturating_add(len)
+}
+
+/// The ring actions both virtio targets share (`op` 0..=3 of their
+/// programs): a raw descriptor, an available-ring head, a raw `avail.idx`,
+/// raw bytes in the scratch area.
+pub fn ring_op(op: u8, inp: &mut input::Input<'_>, mem: &GuestMemoryMmap, q: &mut DriverQueue) {
+    let size = q.size;
+    match op {
+        0 => {
+            let i = inp.u16() % size;
+            let (addr, len, fl) = (inp.addr(), inp.len(), u16::from(inp.u8()));
+            let fl = if fl & 0x80 != 0 { inp.u16() } else { fl & 7 };
+            let next = inp.u16() % (size + 4);
+            q.write_desc(mem, i, addr, len, fl, next);
+        }
+        1 => {
+            let head = inp.u16() % (size + 2);
+            q.publish(mem, head);
+        }
+        2 => {
+            let idx = inp.u16();
+            mem.write_obj(idx, GuestAddress(q.avail + 2)).unwrap();
+            q.avail_idx = idx;
+        }
+        _ => {
+            let off = u64::from(inp.u16()) % SCRATCH_LEN;
+            let n = usize::from(inp.u8()).min((SCRATCH_LEN - off) as usize);
+            let bytes = inp.bytes(n);
+            mem.write_slice(bytes, GuestAddress(SCRATCH + off)).unwrap();
+        }
+    }
 }

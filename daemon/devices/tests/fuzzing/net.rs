@@ -22,7 +22,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::blk::check_status;
 use super::input::Input;
 use super::ring::{offer, take_used};
-use super::{machine, with_device, SCRATCH, SCRATCH_LEN};
+use super::{machine, ring_op, with_device, SCRATCH, SCRATCH_LEN};
 use crate::common::loopback::{LoopState, Loopback};
 use crate::common::{Machine, VirtioDriver, EVENT_IDX};
 
@@ -114,30 +114,7 @@ pub fn run(data: &[u8]) {
         // A doorbell (or backend service) whose used entries get checked.
         let mut kicked = None;
         match inp.u8() % 12 {
-            0 => {
-                let i = inp.u16() % size;
-                let (addr, len, fl) = (inp.addr(), inp.len(), u16::from(inp.u8()));
-                let fl = if fl & 0x80 != 0 { inp.u16() } else { fl & 7 };
-                let next = inp.u16() % (size + 4);
-                q.write_desc(&m.mem, i, addr, len, fl, next);
-            }
-            1 => {
-                let head = inp.u16() % (size + 2);
-                q.publish(&m.mem, head);
-            }
-            2 => {
-                let idx = inp.u16();
-                m.mem.write_obj(idx, GuestAddress(q.avail + 2)).unwrap();
-                q.avail_idx = idx;
-            }
-            3 => {
-                let off = u64::from(inp.u16()) % SCRATCH_LEN;
-                let n = usize::from(inp.u8()).min((SCRATCH_LEN - off) as usize);
-                let bytes = inp.bytes(n);
-                m.mem
-                    .write_slice(bytes, GuestAddress(SCRATCH + off))
-                    .unwrap();
-            }
+            op @ 0..=3 => ring_op(op, &mut inp, &m.mem, q),
             4 => {
                 // A transmit chain: a header (from the input) and a frame,
                 // split in one or two buffers; or a receive buffer.
