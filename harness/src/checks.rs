@@ -37,6 +37,18 @@ pub fn parse_assertion(line: &str) -> Option<Assertion> {
     })
 }
 
+/// A host-init boot mark `COLINUX-HOST BOOT <n> <KIND> <fields...>` (prefix
+/// noise allowed): the boot number, the kind (START, READY, EXIT, MEM) and
+/// the words after it. One parser for the runner's timing marks, the
+/// watchdog's phases and the guest-reset rule.
+pub fn parse_boot_mark(line: &str) -> Option<(u32, &str, Vec<&str>)> {
+    let at = line.find("COLINUX-HOST BOOT ")?;
+    let mut f = line[at + "COLINUX-HOST BOOT ".len()..].split_whitespace();
+    let n = f.next()?.parse().ok()?;
+    let kind = f.next()?;
+    Some((n, kind, f.collect()))
+}
+
 /// The 4 KiB block the cobd-io guest check writes at block `b` with `seed`:
 /// the line "cobd-io seed=S block=B\n" repeated, cut to 4096 bytes.
 pub fn pattern_block(seed: u64, b: u64) -> Vec<u8> {

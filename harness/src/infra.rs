@@ -90,7 +90,7 @@ pub fn host_vm_fault(console: &str) -> Option<String> {
 /// - in cobd-crash, a monitor that exited with status 0 before the guest's
 ///   first record, without a kernel panic.
 pub fn inner_guest_reset(console: &str) -> Option<String> {
-    let mut in_boot: Option<String> = None;
+    let mut in_boot: Option<u32> = None;
     let mut ended_or_panicked = false;
     // Whether this boot's guest console is on the host console at all (the
     // host init streams it; the benchmark scripts keep it in files instead).
@@ -106,18 +106,17 @@ pub fn inner_guest_reset(console: &str) -> Option<String> {
         if l.contains("COLINUX-AGENT READY") || l.contains("SeaBIOS") {
             guest_visible = true;
         }
-        if let Some(at) = l.find("COLINUX-HOST BOOT ") {
-            let f: Vec<&str> = l[at..].split_whitespace().collect();
-            match f.get(3).copied() {
-                Some("START") => {
-                    in_boot = f.get(2).map(|n| n.to_string());
+        if let Some((n, kind, rest)) = crate::checks::parse_boot_mark(l) {
+            match kind {
+                "START" => {
+                    in_boot = Some(n);
                     ended_or_panicked = false;
                     guest_visible = false;
                 }
-                Some("EXIT") if f.get(4) == Some(&"0") && guest_visible && !ended_or_panicked => {
+                "EXIT" if rest.first() == Some(&"0") && guest_visible && !ended_or_panicked => {
                     return Some(format!(
                         "inner guest reset: boot {} ended with status 0 without the agent's END",
-                        in_boot.as_deref().unwrap_or("?")
+                        in_boot.map_or("?".to_string(), |n| n.to_string())
                     ));
                 }
                 _ => {}

@@ -595,21 +595,17 @@ pub fn host_vm_cpus() -> u32 {
         .unwrap_or(2)
 }
 
-/// Parse `COLINUX-HOST BOOT <n> START|READY|EXIT ...` lines.
+/// Records `COLINUX-HOST BOOT <n> START|READY|EXIT ...` marks.
 fn parse_boot_mark(line: &str, boots: &mut BTreeMap<u32, BootMarks>) {
-    let Some(at) = line.find("COLINUX-HOST BOOT ") else {
+    let Some((n, kind, rest)) = checks::parse_boot_mark(line) else {
         return;
     };
-    let f: Vec<&str> = line[at..].split_whitespace().collect();
-    let (Some(n), Some(kind)) = (f.get(2).and_then(|n| n.parse().ok()), f.get(3)) else {
-        return;
-    };
-    let val = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    let val = |i: usize| rest.get(i).and_then(|v| v.parse::<f64>().ok());
     let b = boots.entry(n).or_default();
-    match *kind {
-        "START" => b.start = val(4),
-        "READY" => b.ready = val(4),
-        "EXIT" => b.exit = val(5),
+    match kind {
+        "START" => b.start = val(0),
+        "READY" => b.ready = val(0),
+        "EXIT" => b.exit = val(1),
         _ => {}
     }
 }

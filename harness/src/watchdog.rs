@@ -115,12 +115,10 @@ impl Watchdog {
     pub fn on_line(&mut self, line: &str, now: Instant) {
         let next = if line.contains("COLINUX-HOST READY") {
             Some(Phase::Setup)
-        } else if let Some(at) = line.find("COLINUX-HOST BOOT ") {
-            let f: Vec<&str> = line[at..].split_whitespace().collect();
-            let n = f.get(2).and_then(|n| n.parse().ok());
-            match (n, f.get(3).copied()) {
-                (Some(n), Some("START")) => Some(Phase::Boot(n)),
-                (Some(n), Some("EXIT")) => Some(Phase::After(n)),
+        } else if let Some((n, kind, _)) = crate::checks::parse_boot_mark(line) {
+            match kind {
+                "START" => Some(Phase::Boot(n)),
+                "EXIT" => Some(Phase::After(n)),
                 _ => None,
             }
         } else {
