@@ -72,6 +72,18 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
     if !aliases.is_empty() {
         cmdline.push_str(&format!(" colinux.alias={}", aliases.join(",")));
     }
+    // The same NIC names colinux-daemon passes (the initramfs names by MAC).
+    let nics: Vec<String> = conf
+        .network
+        .iter()
+        .map(|n| {
+            let mac = n.mac.clone().unwrap_or_else(|| default_mac(n.index));
+            format!("eth{}@{}", n.index, mac.to_ascii_lowercase())
+        })
+        .collect();
+    if !nics.is_empty() {
+        cmdline.push_str(&format!(" colinux.eth={}", nics.join(",")));
+    }
     p("-append");
     p(cmdline.trim());
     for b in &conf.block_devices {
@@ -168,7 +180,13 @@ mod tests {
         );
         assert!(s.contains("mac=00:ff:c0:11:00:00"));
         assert!(s.contains("tap,id=eth1,ifname=tap7"));
-        assert!(s.contains("console=ttyS0 colinux.alias=hdb:cobd1"), "{s}");
+        assert!(
+            s.contains(
+                "console=ttyS0 colinux.alias=hdb:cobd1 \
+                 colinux.eth=eth0@00:ff:c0:11:00:00,eth1@00:ff:00:00:00:07"
+            ),
+            "{s}"
+        );
         assert!(s.contains("-m 96"));
         assert_eq!(q.prepare.len(), 1);
     }

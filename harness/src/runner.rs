@@ -300,13 +300,17 @@ fn run_inner(
     std::fs::write(
         work.join("scenario.env"),
         format!(
-            "SCENARIO={}\nMONITOR={}\nBOOTS={}\nBOOT_TIMEOUT={}\nINTERACTIVE=0\n",
+            "SCENARIO={}\nMONITOR={}\nBOOTS={}\nBOOT_TIMEOUT={}\nINTERACTIVE=0\nCONSOLE_IN={}\n",
             s.name,
             monitor.name(),
             s.boots,
-            s.boot_timeout_secs
+            s.boot_timeout_secs,
+            u8::from(s.console_input)
         ),
     )?;
+    // The check script also rides on the work disk, for guests that are not
+    // the agent (a distribution image): the host script runs it over ssh.
+    std::fs::copy(&guest_check, work.join("guest-check.sh"))?;
     if host_script.exists() {
         std::fs::copy(&host_script, work.join("scenario.sh"))?;
     }

@@ -41,6 +41,11 @@ pub struct Scenario {
     /// The scenario needs vm-images/host/scenarios/NAME.sh (fail if missing).
     #[serde(default)]
     pub host_script: bool,
+    /// The inner monitor's console input is a FIFO host scripts write to
+    /// (`/tmp/console-in` in the host VM; `CONSOLE_IN=1`), not /dev/null:
+    /// for scenarios that type at a getty.
+    #[serde(default)]
+    pub console_input: bool,
     /// Compare the guest's COLINUX-INV inventory with this insta snapshot.
     #[serde(default)]
     pub snapshot: Option<String>,

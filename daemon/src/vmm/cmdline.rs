@@ -2,6 +2,15 @@
 //! leftover words in order, plus what the daemon's machine needs (the serial
 //! console) unless the user already said it.
 
+/// The names the guest's initramfs gives devices: cobd aliases and NICs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceNames {
+    /// `(alias, N)`: `/dev/<alias>` names cobdN (from `hda1=:cobd0`).
+    pub aliases: Vec<(String, u32)>,
+    /// `(N, MAC)`: the NIC with this MAC is `ethN` (from `ethN=`).
+    pub nics: Vec<(u32, String)>,
+}
+
 /// Builds the command line from the configuration words.
 ///
 /// - `console=ttyS0` (and `earlyprintk=serial` only when nothing else is said)
@@ -11,8 +20,11 @@
 /// - `reboot=k` is not needed: the daemon serves both the ACPI reset register and
 ///   the i8042 reset line;
 /// - cobd aliases (`hda1=:cobd0`) reach the guest init as
-///   `colinux.alias=hda1:cobd0,...`, after the user's kernel words.
-pub fn build(words: &str, suppress_kernel_messages: bool, aliases: &[(String, u32)]) -> String {
+///   `colinux.alias=hda1:cobd0,...`, after the user's kernel words;
+/// - each NIC's conf name and MAC reach it as `colinux.eth=eth0@MAC,...`, so
+///   the guest's initramfs names the interface of `ethN=` `ethN` whatever the
+///   PCI order or the distribution's naming policy.
+pub fn build(words: &str, suppress_kernel_messages: bool, names: &DeviceNames) -> String {
     let mut parts: Vec<String> = Vec::new();
     let user: Vec<&str> = words.split_whitespace().collect();
     // Everything after a standalone `--` goes to init; daemon words go before it.
@@ -31,12 +43,21 @@ pub fn build(words: &str, suppress_kernel_messages: bool, aliases: &[(String, u3
         }
     }
     parts.extend(kernel_words.iter().map(|s| s.to_string()));
-    if !aliases.is_empty() {
-        let list: Vec<String> = aliases
+    if !names.aliases.is_empty() {
+        let list: Vec<String> = names
+            .aliases
             .iter()
             .map(|(n, i)| format!("{n}:cobd{i}"))
             .collect();
         parts.push(format!("colinux.alias={}", list.join(",")));
+    }
+    if !names.nics.is_empty() {
+        let list: Vec<String> = names
+            .nics
+            .iter()
+            .map(|(i, mac)| format!("eth{i}@{mac}"))
+            .collect();
+        parts.push(format!("colinux.eth={}", list.join(",")));
     }
     parts.extend(init_words.iter().map(|s| s.to_string()));
     parts.join(" ")
@@ -56,15 +77,19 @@ mod tests {
     #[case("ro -- console=x", false, "console=ttyS0 ro -- console=x")]
     #[case("", false, "console=ttyS0")]
     fn classic_rules(#[case] words: &str, #[case] k: bool, #[case] want: &str) {
-        assert_eq!(build(words, k, &[]), want);
+        assert_eq!(build(words, k, &DeviceNames::default()), want);
     }
 
     #[test]
     fn aliases_go_before_init_words() {
-        let a = vec![("hda1".to_string(), 0), ("sdb".to_string(), 1)];
+        let names = DeviceNames {
+            aliases: vec![("hda1".to_string(), 0), ("sdb".to_string(), 1)],
+            nics: vec![(1, "00:ff:c0:11:00:01".to_string())],
+        };
         assert_eq!(
-            build("ro -- single", false, &a),
-            "console=ttyS0 ro colinux.alias=hda1:cobd0,sdb:cobd1 -- single"
+            build("ro -- single", false, &names),
+            "console=ttyS0 ro colinux.alias=hda1:cobd0,sdb:cobd1 \
+             colinux.eth=eth1@00:ff:c0:11:00:01 -- single"
         );
     }
 }

@@ -79,11 +79,21 @@ impl MachineSpec {
             cmdline: super::cmdline::build(
                 &config.kernel_cmdline,
                 options.suppress_kernel_messages,
-                &config
-                    .block_devices
-                    .iter()
-                    .flat_map(|b| b.aliases.iter().map(move |a| (a.clone(), b.index)))
-                    .collect::<Vec<_>>(),
+                &super::cmdline::DeviceNames {
+                    aliases: config
+                        .block_devices
+                        .iter()
+                        .flat_map(|b| b.aliases.iter().map(move |a| (a.clone(), b.index)))
+                        .collect(),
+                    nics: {
+                        let seed = super::devices::vm_seed(config);
+                        config
+                            .network
+                            .iter()
+                            .map(|n| (n.index, n.effective_mac(&seed).to_string()))
+                            .collect()
+                    },
+                },
             ),
             config: config.clone(),
             slirp_bind: options.slirp_bind.unwrap_or(std::net::Ipv4Addr::LOCALHOST),

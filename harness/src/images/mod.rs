@@ -2,6 +2,7 @@
 //! initramfs, built into the images directory and rebuilt only when the hash
 //! of their inputs changes. A manifest.json beside them records versions.
 
+pub mod distro;
 pub mod extras;
 pub mod kernel;
 pub mod stage;
@@ -129,7 +130,7 @@ pub struct BuildOptions {
 }
 
 fn step(n: usize, what: &str) {
-    eprintln!("images [{n}/4] {what}");
+    eprintln!("images [{n}/5] {what}");
 }
 
 fn cached(old: Option<&Manifest>, dir: &Path, name: &str, inputs: &str) -> bool {
@@ -209,22 +210,44 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         std::fs::copy(tree.vmlinuz(), dir.join("vmlinuz"))?;
     }
     images.insert("kernel".to_string(), entry(&dir, "vmlinuz", kin.clone())?);
+    if !cached(old.as_ref(), &dir, "modules", &kin) {
+        distro::modules_tarball(&kroot, &dir.join("vmlinux-modules.tar.gz"))?;
+    }
+    images.insert(
+        "modules".into(),
+        entry(&dir, "vmlinux-modules.tar.gz", kin.clone())?,
+    );
 
     // 2. guest initramfs and 3. rootfs.ext4
     let busybox = which("busybox")?;
     let guest_dir = recipes.join("guest");
+    let blkid = which("blkid")?;
     let gin = InputHash::default()
         .text("kernel", &kin)
         .text("modules", &GUEST_MODULES.join(","))
         .file(&busybox)?
+        .file(&blkid)?
         .tree(&guest_dir)?
         .finish();
     let guest_mods = tree.closure(GUEST_MODULES)?;
     let guest_stage = |root: &str, rootfs: bool| -> Result<Stage> {
         let s = Stage::new(dir.join("stage").join(root))?;
         s.busybox()?;
-        let init = guest_dir.join("init");
-        s.copy(&init, if rootfs { "sbin/init" } else { "init" }, 0o755)?;
+        let agent = guest_dir.join("agent");
+        if rootfs {
+            s.copy(&agent, "sbin/init", 0o755)?;
+        } else {
+            // The boot tool as /init, the agent it runs when there is no root=,
+            // and util-linux's blkid (root=PARTUUID=; busybox's lacks it).
+            s.copy(&guest_dir.join("init"), "init", 0o755)?;
+            s.copy(
+                &guest_dir.join("boot-lib.sh"),
+                "lib/colinux/boot-lib.sh",
+                0o644,
+            )?;
+            s.copy(&agent, "sbin/colinux-agent", 0o755)?;
+            s.binary_with_libs(&blkid, "sbin/blkid")?;
+        }
         extras::guest_tools(&s, &guest_dir)?;
         let mut checks = Vec::new();
         crate::util::walk(&guest_dir.join("checks"), &mut checks)?;
@@ -271,7 +294,47 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     }
     images.insert("rootfs".into(), entry(&dir, "rootfs.ext4", rin.clone())?);
 
-    // 4. host initramfs
+    // 4. the distribution's system image and swap file
+    let key = distro::login_key(&dir)?;
+    let pubkey = key.with_extension("pub");
+    let din = distro::input_hash(&kin, &pubkey).unwrap_or_else(|e| {
+        eprintln!("images [4/5] ERROR: {e:#}");
+        String::new()
+    });
+    let colinux_image = opts
+        .daemon
+        .as_ref()
+        .map(|d| d.with_file_name("colinux-image"))
+        .filter(|p| p.exists());
+    if cached(old.as_ref(), &dir, "distro", &din) && dir.join("distro-swap.img").exists() {
+        step(4, "system image distro.ext4 (cached)");
+        images.insert("distro".into(), entry(&dir, "distro.ext4", din.clone())?);
+        images.insert(
+            "distro-swap".into(),
+            entry(&dir, "distro-swap.img", din.clone())?,
+        );
+    } else if let Some(tool) = colinux_image.as_ref().filter(|_| !din.is_empty()) {
+        step(
+            4,
+            "system image distro.ext4: Debian 12 with colinux-image bootstrap (mmdebstrap)",
+        );
+        // A failure here (no Debian mirror, say) fails the scenarios that
+        // boot this image, with this message; the others still run.
+        match distro::build(tool, &dir, &dir.join("vmlinux-modules.tar.gz"), &pubkey) {
+            Ok(()) => {
+                images.insert("distro".into(), entry(&dir, "distro.ext4", din.clone())?);
+                images.insert(
+                    "distro-swap".into(),
+                    entry(&dir, "distro-swap.img", din.clone())?,
+                );
+            }
+            Err(e) => eprintln!("images [4/5] ERROR: system image not built: {e:#}"),
+        }
+    } else {
+        eprintln!("images [4/5] WARNING: no colinux-image binary beside the daemon: system image distro.ext4 not built");
+    }
+
+    // 5. host initramfs
     let qemu = which("qemu-system-x86_64")?;
     let ip = which("ip").ok();
     let host_dir = recipes.join("host");
@@ -303,6 +366,8 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         hin.file(ip)?;
     }
     let e2fsprogs = extras::host_e2fsprogs(&mut hin)?;
+    let ssh = which("ssh")?;
+    hin.file(&ssh)?.file(&key)?;
     let daemon = match &opts.daemon {
         Some(d) => {
             hin.file(d)?;
@@ -316,11 +381,11 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     };
     let hin = hin.finish();
     if cached(old.as_ref(), &dir, "host-initrd", &hin) {
-        step(4, "host initramfs (cached)");
+        step(5, "host initramfs (cached)");
     } else {
         step(
-            4,
-            "host initramfs: busybox, kvm/tun/veth/bridge, qemu, colinux-daemon, guest images",
+            5,
+            "host initramfs: busybox, kvm/tun/veth/bridge, qemu, ssh, colinux-daemon, guest images",
         );
         let s = Stage::new(dir.join("stage").join("host"))?;
         s.busybox()?;
@@ -345,6 +410,11 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
             s.binary_with_libs(ip, "usr/sbin/ip")?;
         }
         extras::pack_host_e2fsprogs(&s, &e2fsprogs)?;
+        // OpenSSH's client and the key the distro scenario logs in with.
+        s.binary_with_libs(&ssh, "usr/bin/ssh")?;
+        s.copy(&key, "etc/colinux/distro-key", 0o600)?;
+        s.write("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+        s.write("etc/group", b"root:x:0:\n", 0o644)?;
         if let Some(d) = &opts.daemon {
             s.binary_with_libs(d, "usr/bin/colinux-daemon")?;
         }
