@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use colinux_daemon::image::bootstrap::{BootstrapOptions, SwapSpec};
 use colinux_daemon::image::{self, ext::ExtType, format_size, ImageError};
 
 #[derive(Debug, Parser)]
@@ -61,6 +62,48 @@ enum Command {
         file: PathBuf,
         /// The new, larger size, e.g. 4G.
         size: String,
+    },
+    /// Build a ready Debian system image (root file system) with mmdebstrap.
+    #[command(
+        after_help = "Runs mmdebstrap (minbase + systemd, udev, ifupdown, DHCP, \
+        openssh-server, ...), customizes the tree (fstab with /dev/cobd0 [and /dev/cobd1], \
+        hostname, eth0 by DHCP, serial getty on ttyS0, empty root password unless \
+        --root-password) and makes it an ext4 image with mke2fs -d. Needs root and \
+        `apt-get install mmdebstrap`. A failed or interrupted build leaves nothing behind."
+    )]
+    Bootstrap {
+        /// The new image file.
+        file: PathBuf,
+        /// Its size, e.g. 2G (the system uses about 450M with a kernel's modules).
+        size: String,
+        /// Also make a swap file SWAPFILE of SWAPSIZE (and its fstab line, /dev/cobd1).
+        #[arg(long, num_args = 2, value_names = ["SWAPFILE", "SWAPSIZE"])]
+        swap: Option<Vec<String>>,
+        /// Kernel modules: a .tar.gz of lib/modules/<release>/... (depmod is run).
+        #[arg(long, value_name = "TARBALL")]
+        modules: Option<PathBuf>,
+        /// A public key file for root's ~/.ssh/authorized_keys (repeatable).
+        #[arg(long = "authorized-key", value_name = "FILE")]
+        authorized_keys: Vec<PathBuf>,
+        /// Root's password (default: empty, the console login asks none; sshd refuses it).
+        #[arg(long, value_name = "PW")]
+        root_password: Option<String>,
+        /// The guest's host name.
+        #[arg(long, default_value = image::bootstrap::DEFAULT_HOSTNAME)]
+        hostname: String,
+        /// Debian mirror (default: this host's apt source for Debian main, else
+        /// http://deb.debian.org/debian).
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+        /// Debian release.
+        #[arg(long, default_value = image::bootstrap::DEFAULT_SUITE)]
+        suite: String,
+        /// ext4 volume label.
+        #[arg(long, default_value = image::bootstrap::DEFAULT_LABEL)]
+        label: String,
+        /// Replace FILE (and SWAPFILE) if they exist.
+        #[arg(long)]
+        force: bool,
     },
     /// Show the size and type (ext2/3/4, swap or raw) of an image.
     Info {
@@ -119,6 +162,36 @@ fn run(cli: Cli) -> Result<(), ImageError> {
                 r.block_size
             );
         }
+        Command::Bootstrap {
+            file,
+            size,
+            swap,
+            modules,
+            authorized_keys,
+            root_password,
+            hostname,
+            mirror,
+            suite,
+            label,
+            force,
+        } => {
+            let mut o = BootstrapOptions::new(file, image::parse_size(&size)?);
+            if let Some([path, size]) = swap.as_deref() {
+                o.swap = Some(SwapSpec {
+                    path: path.into(),
+                    size: image::parse_size(size)?,
+                });
+            }
+            o.modules = modules;
+            o.authorized_keys = authorized_keys;
+            o.root_password = root_password;
+            o.hostname = hostname;
+            o.mirror = mirror;
+            o.suite = suite;
+            o.label = label;
+            o.force = force;
+            bootstrap(&o)?;
+        }
         Command::Info { file, json } => {
             let info = image::detect(&file)?;
             if json {
@@ -134,11 +207,42 @@ fn run(cli: Cli) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// `bootstrap`: builds the image and prints its size and a colinux.conf
+/// that uses it.
+fn bootstrap(o: &BootstrapOptions) -> Result<(), ImageError> {
+    let r = image::bootstrap::bootstrap(o, &mut |line| println!("{line}"))?;
+    println!(
+        "bootstrap done in {:.0} s: {} ({}, {} used{})",
+        r.elapsed.as_secs_f64(),
+        o.image.display(),
+        format_size(r.image_size),
+        format_size(r.used_bytes),
+        if r.module_releases.is_empty() {
+            String::new()
+        } else {
+            format!(", modules {}", r.module_releases.join(" "))
+        }
+    );
+    if let (Some(s), Some(uuid)) = (&o.swap, &r.swap_uuid) {
+        println!(
+            "swap file {} ({}), UUID={uuid}",
+            s.path.display(),
+            format_size(s.size)
+        );
+    }
+    println!("example colinux.conf:");
+    print!(
+        "{}",
+        image::bootstrap::example_conf(&o.image, o.swap.as_ref().map(|s| s.path.as_path()))
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ ImageError::BadSize { .. }) => {
+        Err(e @ (ImageError::BadSize { .. } | ImageError::BadArgument { .. })) => {
             eprintln!("colinux-image: {e}");
             ExitCode::from(2)
         }

@@ -53,6 +53,22 @@ pub enum ImageError {
         /// What happened (exit status and its output).
         why: String,
     },
+    /// A command-line value that cannot be used (exit status 2).
+    #[error("{what} `{value}`: {why}")]
+    BadArgument {
+        /// The option or argument.
+        what: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// SIGINT or SIGTERM stopped the operation (it cleaned up first).
+    #[error("stopped by signal {signal}; nothing of the build was kept")]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
     /// An I/O error on a file.
     #[error("`{}`: {source}", path.display())]
     Io {

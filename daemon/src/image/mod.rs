@@ -1,6 +1,8 @@
 //! Disk-image tools behind `colinux-image`: sparse images, ready swap files,
-//! growing ext2/3/4 images (like the old toporesize) and identifying images.
+//! growing ext2/3/4 images (like the old toporesize), identifying images and
+//! bootstrapping ready Debian system images.
 
+pub mod bootstrap;
 pub mod detect;
 pub mod error;
 pub mod ext;

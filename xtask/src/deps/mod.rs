@@ -27,6 +27,8 @@ pub const PACKAGES: &[&str] = &[
     "libglib2.0-dev",
     "pkg-config",
     "ca-certificates",
+    // colinux-image bootstrap: Debian system images from packages
+    "mmdebstrap",
     // the host VM and the inner qemu baseline (qemu-system-x86, qemu-utils)
     // come from qemu::ensure, as one consistent set
 ];
