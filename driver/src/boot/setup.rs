@@ -5,6 +5,7 @@ use std::path::Path;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use super::brand::{brand_string_leaves, guest_brand, host_brand};
 use super::cpu::{
     boot_cpu_state, boot_fpu, boot_msrs, configure_lapic, vcpu_cpuid, BootCpuState, EntryMode,
 };
@@ -181,7 +182,8 @@ pub fn prepare_guest(
     })
 }
 
-/// Configures vCPU `vcpu` (one of `count`): CPUID, MSRs, LAPIC LINT pins; the
+/// Configures vCPU `vcpu` (one of `count`): CPUID (with the host's brand
+/// string, or coLinux-rs's own), MSRs, LAPIC LINT pins; the
 /// boot vCPU (id 0) also gets the entry state, GDT and FPU. Application
 /// processors stay in wait-for-SIPI; the kernel starts them.
 pub fn configure_vcpu(
@@ -192,7 +194,9 @@ pub fn configure_vcpu(
     guest: &PreparedGuest,
 ) -> Result<Option<BootCpuState>, SetupError> {
     let id = vcpu.id();
-    vcpu.set_cpuid(&vcpu_cpuid(supported_cpuid, id, count))?;
+    let mut cpuid = vcpu_cpuid(supported_cpuid, id, count);
+    brand_string_leaves(&mut cpuid, &guest_brand(host_brand()));
+    vcpu.set_cpuid(&cpuid)?;
     vcpu.set_msrs(&boot_msrs())?;
     let mut lapic = vcpu.get_lapic()?;
     configure_lapic(&mut lapic);
