@@ -260,15 +260,33 @@ fn run_inner(
         let m = workdisk::make_file(&work, f, &|n| ctx.images.path(n))?;
         made.insert(f.name.clone(), m);
     }
-    let conf_text = crate::scenario::expand(&s.conf, &|kind, file| {
-        let m = made.get(file)?;
-        match kind {
-            "sha256" => Some(m.sha256.clone()),
-            "size" => Some(m.size.to_string()),
-            _ => None,
-        }
-    })?;
+    let expand = |text: &str| {
+        crate::scenario::expand(text, &|kind, file| {
+            let m = made.get(file)?;
+            match kind {
+                "sha256" => Some(m.sha256.clone()),
+                "size" => Some(m.size.to_string()),
+                _ => None,
+            }
+        })
+    };
+    let conf_text = expand(&s.conf)?;
     let parsed = conf::parse(&conf_text).context("scenario conf")?;
+    let read_only = |p: &str| {
+        p.strip_prefix("/work/")
+            .and_then(|f| std::fs::metadata(work.join(f)).ok())
+            .is_some_and(|m| m.permissions().mode() & 0o222 == 0)
+    };
+    for (name, text) in &s.extra_confs {
+        let text = expand(text)?;
+        let c = conf::parse(&text).with_context(|| format!("scenario extra conf {name}"))?;
+        std::fs::write(work.join(format!("{name}.conf")), &text)?;
+        let argv = inner_qemu(&c, &read_only).argv;
+        std::fs::write(
+            work.join(format!("{name}.qemu.args")),
+            argv.join("\n") + "\n",
+        )?;
+    }
     let check_name = parsed
         .kernel_cmdline
         .split_whitespace()
@@ -285,11 +303,7 @@ fn run_inner(
     }
     std::fs::write(work.join("colinux.conf"), &conf_text)?;
     std::fs::write(dir.join("colinux.conf"), &conf_text)?;
-    let inner = inner_qemu(&parsed, &|p| {
-        p.strip_prefix("/work/")
-            .and_then(|f| std::fs::metadata(work.join(f)).ok())
-            .is_some_and(|m| m.permissions().mode() & 0o222 == 0)
-    });
+    let inner = inner_qemu(&parsed, &read_only);
     std::fs::write(work.join("qemu.args"), inner.argv.join("\n") + "\n")?;
     if !inner.prepare.is_empty() && monitor == Monitor::Qemu {
         std::fs::write(

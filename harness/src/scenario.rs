@@ -41,6 +41,12 @@ pub struct Scenario {
     /// The scenario needs vm-images/host/scenarios/NAME.sh (fail if missing).
     #[serde(default)]
     pub host_script: bool,
+    /// More guest configurations for host scripts that boot other guests
+    /// themselves (a benchmark's second guest), by name: each is written as
+    /// `/work/NAME.conf` (for colinux-daemon) and `/work/NAME.qemu.args` (the
+    /// inner QEMU's argv, a word a line), expanded like `conf`.
+    #[serde(default)]
+    pub extra_confs: std::collections::BTreeMap<String, String>,
     /// The inner monitor's console input is a FIFO host scripts write to
     /// (`/tmp/console-in` in the host VM; `CONSOLE_IN=1`), not /dev/null:
     /// for scenarios that type at a getty.

@@ -72,6 +72,7 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
     match what {
         HostBench::Boot => [
             ("boot-to-init", "s", num("boot_s")),
+            ("boot-to-login (system image)", "s", num("login_s")),
             ("RSS at init", "MiB", num("rss_kb").map(|k| k / 1024.0)),
             ("peak RSS at init", "MiB", num("hwm_kb").map(|k| k / 1024.0)),
         ]
@@ -309,7 +310,9 @@ mod tests {
         let l = lines(
             "COLINUX-BENCH monitor=qemu round=1 boot_s=4.000 rss_kb=204800 hwm_kb=307200\n\
              COLINUX-BENCH monitor=colinux round=1 boot_s=2.000 rss_kb=102400 hwm_kb=102400\n\
-             COLINUX-BENCH monitor=colinux round=2 boot_s=3.000\n",
+             COLINUX-BENCH monitor=colinux round=2 boot_s=3.000\n\
+             COLINUX-BENCH monitor=qemu round=1 login_s=20.000\n\
+             COLINUX-BENCH monitor=colinux round=1 login_s=9.000\n",
         );
         let (rows, un) = collect(HostBench::Boot, &l);
         assert!(un.is_empty());
@@ -324,6 +327,12 @@ mod tests {
         assert!(
             t.lines()
                 .any(|r| r.starts_with("peak RSS at init") && r.contains("0.33")),
+            "{t}"
+        );
+        assert_eq!(rows["boot-to-login (system image)"].1["colinux"], vec![9.0]);
+        assert!(
+            t.lines()
+                .any(|r| r.starts_with("boot-to-login") && r.contains("0.45")),
             "{t}"
         );
     }

@@ -9,6 +9,31 @@ use colinux_harness::{conf, paths, workdisk};
 use std::io::IsTerminal;
 use std::path::Path;
 
+/// The host-VM hook of a run without a terminal: wait for a getty's `login:`
+/// (a system image) and log in as root and power off; an agent guest ends by
+/// itself.
+const UNATTENDED: &str = r#"#!/bin/sh
+[ "$1" = during ] || exit 0
+log="$OUT/guest-$BOOT.raw"
+i=0
+while [ $i -lt 6000 ]; do
+    grep -q "login:" "$log" 2>/dev/null && break
+    grep -q "COLINUX-AGENT END" "$log" 2>/dev/null && exit 0
+    sleep 0.1; i=$((i + 1))
+done
+grep -q "login:" "$log" || exit 0
+echo "run: the guest's login prompt is up; logging in as root on the console and powering off" > /dev/console
+sleep 2
+printf 'root\n' > "$CONSOLE_INPUT"
+i=0
+while [ $i -lt 30 ]; do
+    sleep 5
+    printf 'poweroff\n' > "$CONSOLE_INPUT"
+    grep -q "reboot: Power down" "$log" && exit 0
+    i=$((i + 1))
+done
+"#;
+
 /// Boot `conf_path` (default vm-images/default.conf).
 pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
     let (imgs, choice) = crate::ci_boot::prepare()?;
@@ -25,6 +50,22 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
     let conf_path = conf_path.unwrap_or(&default);
     let mut text = std::fs::read_to_string(conf_path)
         .with_context(|| format!("reading {}", conf_path.display()))?;
+    // ${image:NAME}: a built image (the default conf's system image).
+    while let Some(start) = text.find("${image:") {
+        let end = start
+            + text[start..]
+                .find('}')
+                .with_context(|| format!("{}: unclosed ${{image:", conf_path.display()))?;
+        let name = text[start + 8..end].to_string();
+        let path = imgs.path(&name);
+        anyhow::ensure!(
+            path.is_file(),
+            "{}: ${{image:{name}}}: {} was not built (see the images step's messages above)",
+            conf_path.display(),
+            path.display()
+        );
+        text.replace_range(start..=end, &path.display().to_string());
+    }
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         text.push_str("\ncolinux.shell=1\n");
@@ -45,7 +86,8 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
                 b.index,
                 p.file_name().and_then(|n| n.to_str()).unwrap_or("img")
             );
-            std::fs::copy(p, work.join(&name))?;
+            eprintln!("run: copying {} onto the work disk", p.display());
+            workdisk::sparse_copy(p, &work.join(&name))?;
             text = text.replace(&b.path, &format!("/work/{name}"));
         }
     }
@@ -53,12 +95,25 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
     std::fs::write(work.join("colinux.conf"), &text)?;
     let inner = inner_qemu(&parsed, &|_| false);
     std::fs::write(work.join("qemu.args"), inner.argv.join("\n") + "\n")?;
+    if !inner.prepare.is_empty() && monitor == Monitor::Qemu {
+        std::fs::write(
+            work.join("prepare.sh"),
+            format!(". /etc/colinux/host-lib.sh\n{}\n", inner.prepare.join("\n")),
+        )?;
+    }
+    // Without a terminal nobody can log in: the run then proves the guest
+    // reaches its login prompt, logs in as root on the console, powers off.
+    if !interactive {
+        std::fs::write(work.join("scenario.sh"), UNATTENDED)?;
+    }
     std::fs::write(
         work.join("scenario.env"),
         format!(
-            "SCENARIO=run\nMONITOR={}\nBOOTS=1\nBOOT_TIMEOUT=100000\nINTERACTIVE={}\n",
+            "SCENARIO=run\nMONITOR={}\nBOOTS=1\nBOOT_TIMEOUT={}\nINTERACTIVE={}\nCONSOLE_IN={}\n",
             monitor.name(),
-            u8::from(interactive)
+            if interactive { 100_000 } else { 900 },
+            u8::from(interactive),
+            u8::from(!interactive)
         ),
     )?;
     let img = dir.join("work.img");
@@ -75,7 +130,7 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
         control: None,
     };
     eprintln!(
-        "run: monitor {}, conf {}, host VM {:?}; the VM ends when the guest does (type `exit` in its shell)",
+        "run: monitor {}, conf {}, host VM {:?}; the VM ends when the guest does (`poweroff` in it)",
         monitor.name(),
         conf_path.display(),
         choice.accel

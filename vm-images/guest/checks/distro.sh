@@ -18,8 +18,8 @@ if [ -z "$failed" ]; then check no-failed-units PASS none; else check no-failed-
 
 check_eq root-device /dev/cobd0 "$(findmnt -no SOURCE /)"
 # systemd-fsck-root runs only on a read-only root (ConditionPathIsReadWrite=!/).
-fsck=$(systemctl show -p ConditionResult,Result --value systemd-fsck-root.service | tr '\n' ' ')
-if grep -qw ro /proc/cmdline && [ "$fsck" = "yes success " ]; then
+fsck="ran=$(systemctl show -p ConditionResult --value systemd-fsck-root.service) result=$(systemctl show -p Result --value systemd-fsck-root.service)"
+if grep -qw ro /proc/cmdline && [ "$fsck" = "ran=yes result=success" ]; then
     check root-ro-first PASS "kernel line says ro; systemd-fsck-root ran: $fsck"
 else
     check root-ro-first FAIL "cmdline: $(cat /proc/cmdline); systemd-fsck-root: $fsck"
@@ -33,7 +33,7 @@ esac
 
 names=""
 for c in cobd0 cobd1; do
-    names="$names $c=$(readlink /dev/$c) ($(udevadm info -q symlink -n /dev/$c 2>/dev/null | tr ' ' ','))"
+    names="$names $c=$(readlink /dev/$c) ($(udevadm info -q symlink -n /dev/$c 2>/dev/null | tr ' \n' ',,'))"
 done
 if [ -L /dev/cobd0 ] && [ -L /dev/cobd1 ] && udevadm info -q symlink -n /dev/cobd1 | grep -qw cobd1; then
     check cobd-names PASS "$names"

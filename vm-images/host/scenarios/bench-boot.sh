@@ -8,6 +8,12 @@
 #          monitor process's resident and peak memory at that moment (guest
 #          RAM it touched included).
 #          Assertions: <monitor>-<round> (READY seen, the guest's check passed).
+#          Then the same monitor boots the Debian system image (/work/distro.conf,
+#          /work/distro.qemu.args) to its serial getty:
+#            COLINUX-BENCH monitor=M round=R login_s=S
+#          login_s: monitor start to the getty's "login:" (50 ms polls); the guest is
+#          then powered off over ssh (127.0.0.1:2222) so the next boot starts
+#          clean. Assertion login-<monitor>-<round>: prompt seen, exit 0.
 . /etc/colinux/host-lib.sh
 NEEDS="boot"
 
@@ -39,8 +45,54 @@ one() {
     fi
 }
 
+# one_login MONITOR ROUND: boot-to-login of the system image.
+one_login() {
+    bm=$1; br=$2
+    log="$OUT/login-$bm-$br.log"
+    : > "$log"
+    if [ "$bm" = qemu ]; then
+        set --
+        while IFS= read -r a; do set -- "$@" "$a"; done < /work/distro.qemu.args
+    else
+        set -- colinux-daemon @/work/distro.conf
+    fi
+    start=$(cut -d' ' -f1 /proc/uptime)
+    # By bytes, not lines: the getty's "login: " ends without a newline.
+    ( timeout -s KILL 600 "$@" < /dev/null > "$log" 2>&1; echo "$?" > /tmp/rc-login ) &
+    job=$!
+    i=0
+    while [ "$i" -lt 5400 ] && kill -0 "$job" 2>/dev/null && ! grep -q "login:" "$log"; do
+        sleep 0.05; i=$((i + 1))
+    done
+    if grep -q "login:" "$log"; then
+        now=$(cut -d' ' -f1 /proc/uptime)
+        echo "COLINUX-BENCH monitor=$bm round=$br login_s=$(awk -v a="$start" -v b="$now" 'BEGIN {printf "%.3f", b - a}')"
+    fi
+    # Power off over ssh (sshd may still be starting): until the monitor ends.
+    i=0
+    while kill -0 "$job" 2>/dev/null && [ "$i" -lt 60 ]; do
+        ssh -i /etc/colinux/distro-key -p 2222 -o BatchMode=yes -o StrictHostKeyChecking=no \
+            -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 -o LogLevel=ERROR \
+            root@127.0.0.1 systemctl poweroff > /dev/null 2>&1
+        sleep 5; i=$((i + 1))
+    done
+    wait "$job"
+    rc=$(cat /tmp/rc-login)
+    if grep -q "login:" "$log" && [ "$rc" = 0 ]; then
+        check "login-$bm-$br" PASS "exit $rc, log $log"
+    else
+        check "login-$bm-$br" FAIL "exit $rc; last line: $(grep -v '^$' "$log" | tail -n 1 | cut -c1-200)"
+    fi
+}
+
+# both MONITOR ROUND: boot-to-init, then boot-to-login.
+both() {
+    one "$1" "$2"
+    one_login "$1" "$2"
+}
+
 case "$1" in
 setup) ;;
-check) bench_rounds one ;;
+check) bench_rounds both ;;
 esac
 exit 0

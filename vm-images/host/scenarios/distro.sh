@@ -9,7 +9,8 @@
 #   unit and no device timeout.
 . /etc/colinux/host-lib.sh
 
-LOG="$OUT/guest-$BOOT.log"
+# The console as it came: a getty's "login: " has no newline.
+LOG="$OUT/guest-$BOOT.raw"
 KEY=/etc/colinux/distro-key
 # guest_ssh CMD...: ssh to the guest as root through the redirection.
 guest_ssh() {
@@ -60,7 +61,8 @@ during)
     while [ "$i" -lt 12 ]; do
         sleep 5
         type_console 'echo COLINUX-TTY-$((6 * 7))'
-        if wait_guest "^COLINUX-TTY-42" 5; then ran=yes; break; fi
+        # (the typed line says $((6 * 7)); only the shell's answer says 42)
+        if wait_guest "COLINUX-TTY-42" 5; then ran=yes; break; fi
         i=$((i + 1))
     done
     if [ "$ran" = yes ] && grep -q "root@.*echo COLINUX-TTY" "$LOG"; then

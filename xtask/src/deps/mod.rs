@@ -29,6 +29,8 @@ pub const PACKAGES: &[&str] = &[
     "ca-certificates",
     // colinux-image bootstrap: Debian system images from packages
     "mmdebstrap",
+    // the distro scenario logs in to the system image (ssh, ssh-keygen)
+    "openssh-client",
     // the host VM and the inner qemu baseline (qemu-system-x86, qemu-utils)
     // come from qemu::ensure, as one consistent set
 ];
