@@ -17,6 +17,7 @@ const UNATTENDED: &str = r#"#!/bin/sh
 log="$OUT/guest-$BOOT.raw"
 i=0
 while [ $i -lt 6000 ]; do
+    [ -e /tmp/rc ] && exit 0
     grep -q "login:" "$log" 2>/dev/null && break
     grep -q "COLINUX-AGENT END" "$log" 2>/dev/null && exit 0
     sleep 0.1; i=$((i + 1))
@@ -28,11 +29,43 @@ printf 'root\n' > "$CONSOLE_INPUT"
 i=0
 while [ $i -lt 30 ]; do
     sleep 5
+    [ -e /tmp/rc ] && exit 0
     printf 'poweroff\n' > "$CONSOLE_INPUT"
     grep -q "reboot: Power down" "$log" && exit 0
     i=$((i + 1))
 done
 "#;
+
+/// Replace `${image:NAME}` outside comment lines with `lookup(NAME)`'s path.
+fn expand_images(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<std::path::PathBuf>,
+) -> Result<String> {
+    let mut out = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut line = line.to_string();
+        while !line.trim_start().starts_with('#') {
+            let Some(start) = line.find("${image:") else {
+                break;
+            };
+            let end = start
+                + line[start..]
+                    .find('}')
+                    .with_context(|| format!("line {}: unclosed ${{image:", n + 1))?;
+            let name = line[start + 8..end].to_string();
+            let path = lookup(&name).with_context(|| {
+                format!(
+                    "line {}: ${{image:{name}}}: no such built image (see the images step's messages above)",
+                    n + 1
+                )
+            })?;
+            line.replace_range(start..=end, &path.display().to_string());
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
 
 /// Boot `conf_path` (default vm-images/default.conf).
 pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
@@ -51,21 +84,11 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
     let mut text = std::fs::read_to_string(conf_path)
         .with_context(|| format!("reading {}", conf_path.display()))?;
     // ${image:NAME}: a built image (the default conf's system image).
-    while let Some(start) = text.find("${image:") {
-        let end = start
-            + text[start..]
-                .find('}')
-                .with_context(|| format!("{}: unclosed ${{image:", conf_path.display()))?;
-        let name = text[start + 8..end].to_string();
-        let path = imgs.path(&name);
-        anyhow::ensure!(
-            path.is_file(),
-            "{}: ${{image:{name}}}: {} was not built (see the images step's messages above)",
-            conf_path.display(),
-            path.display()
-        );
-        text.replace_range(start..=end, &path.display().to_string());
-    }
+    text = expand_images(&text, &|name| {
+        let path = imgs.path(name);
+        path.is_file().then_some(path)
+    })
+    .with_context(|| format!("{}", conf_path.display()))?;
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         text.push_str("\ncolinux.shell=1\n");
@@ -76,11 +99,12 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(work.join("out"))?;
-    // cobd files given as paths on this machine are copied onto the work disk.
+    // cobd files that exist on this machine are copied onto the work disk
+    // (a path that does not is taken as one inside the host VM: /work, /images).
     let parsed = conf::parse(&text).with_context(|| format!("{}", conf_path.display()))?;
     for b in &parsed.block_devices {
         let p = Path::new(&b.path);
-        if p.is_file() && !b.path.starts_with("/work/") && !b.path.starts_with("/images/") {
+        if p.is_file() {
             let name = format!(
                 "cobd{}-{}",
                 b.index,
@@ -137,4 +161,25 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
     );
     let st = vm.run_interactive(interactive)?;
     Ok(st.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn images_expand_outside_comments_and_unknown_ones_are_named() {
+        let look = |n: &str| (n == "distro").then(|| PathBuf::from("/i/distro.ext4"));
+        let t = expand_images(
+            "# ${image:NAME} in a comment\ncobd0=${image:distro}\n",
+            &look,
+        )
+        .unwrap();
+        assert_eq!(t, "# ${image:NAME} in a comment\ncobd0=/i/distro.ext4\n");
+        let e = expand_images("a=1\ncobd1=${image:nope}\n", &look).unwrap_err();
+        assert!(format!("{e:#}").contains("line 2: ${image:nope}"), "{e:#}");
+        let e = expand_images("cobd1=${image:distro\n", &look).unwrap_err();
+        assert!(format!("{e:#}").contains("line 1: unclosed"), "{e:#}");
+    }
 }
