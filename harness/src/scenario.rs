@@ -41,6 +41,12 @@ pub struct Scenario {
     /// The scenario needs vm-images/host/scenarios/NAME.sh (fail if missing).
     #[serde(default)]
     pub host_script: bool,
+    /// The monitors the scenario is for (default both). A scenario of the
+    /// daemon's own features (its console server, say) names only
+    /// `colinux`: the qemu reference leaves it out by design, not as
+    /// "unsupported".
+    #[serde(default = "both_monitors")]
+    pub monitors: Vec<String>,
     /// More guest configurations for host scripts that boot other guests
     /// themselves (a benchmark's second guest), by name: each is written as
     /// `/work/NAME.conf` (for colinux-daemon) and `/work/NAME.qemu.args` (the
@@ -61,6 +67,17 @@ pub struct Scenario {
     /// Checks done by the harness on the work files after the run.
     #[serde(default)]
     pub post: Vec<PostCheck>,
+}
+
+fn both_monitors() -> Vec<String> {
+    vec!["colinux".into(), "qemu".into()]
+}
+
+impl Scenario {
+    /// Whether the scenario runs under the monitor named `monitor`.
+    pub fn is_for(&self, monitor: &str) -> bool {
+        self.monitors.iter().any(|m| m == monitor)
+    }
 }
 
 fn one() -> u32 {
@@ -140,6 +157,16 @@ pub fn load(path: &Path) -> Result<Scenario> {
             s.name
         );
     }
+    if let Some(m) = s
+        .monitors
+        .iter()
+        .find(|m| !matches!(m.as_str(), "colinux" | "qemu"))
+    {
+        bail!(
+            "{}: monitors = [..{m:?}..]: the monitors are \"colinux\" and \"qemu\"",
+            path.display()
+        );
+    }
     Ok(s)
 }
 
@@ -189,6 +216,28 @@ mod tests {
             assert!(!s.expect.is_empty(), "{} expects nothing", s.name);
             crate::conf::parse(&s.conf).unwrap();
         }
+    }
+
+    #[test]
+    fn monitors_default_to_both_and_are_checked() {
+        let dir = std::env::temp_dir().join(format!("colinux-scn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, extra: &str| {
+            let p = dir.join(format!("{name}.toml"));
+            std::fs::write(
+                &p,
+                format!("name = \"{name}\"\nconf = \"kernel=/k\"\nexpect = [\"a\"]\n{extra}"),
+            )
+            .unwrap();
+            p
+        };
+        let both = load(&write("both", "")).unwrap();
+        assert!(both.is_for("qemu") && both.is_for("colinux"));
+        let own = load(&write("own", "monitors = [\"colinux\"]\n")).unwrap();
+        assert!(own.is_for("colinux") && !own.is_for("qemu"));
+        let e = load(&write("bad", "monitors = [\"kvmtool\"]\n")).unwrap_err();
+        assert!(format!("{e:#}").contains("\"kvmtool\""), "{e:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -137,7 +137,12 @@ pub fn soak(
         for &monitor in monitors {
             let tr = Instant::now();
             eprintln!("soak: run {run} of {runs}, monitor {}", monitor.name());
-            let outcomes = ci_boot::run_all(&scenarios, monitor, &ctx, jobs);
+            let outcomes = ci_boot::run_all(
+                &ci_boot::for_monitor(&scenarios, monitor),
+                monitor,
+                &ctx,
+                jobs,
+            );
             add_run(&mut tallies, run, &outcomes);
             let run_dir = out.join(format!("run-{run}"));
             for o in &outcomes {
