@@ -33,7 +33,8 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
         "-accel",
         "kvm",
         "-cpu",
-        "host",
+        // The host's CPU without VMX/SVM, as colinux-daemon gives it.
+        "host,-svm,-vmx",
         "-machine",
         "pc",
         "-smp",

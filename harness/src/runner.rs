@@ -427,6 +427,11 @@ fn run_inner(
             "host VM ended ({status:?}) without COLINUX-HOST DONE (last console line: {last:?}); see {}",
             console_log.display()
         ));
+        let text = std::fs::read_to_string(&console_log).unwrap_or_default();
+        let exited_ok = status.as_ref().is_some_and(|s| s.success());
+        if let Some(why) = crate::infra::host_vm_reset(&text, exited_ok, done) {
+            out.nested_fault.get_or_insert(why);
+        }
     }
     out.boots = boots.values().cloned().collect();
 

@@ -237,9 +237,17 @@ pub fn configure_lapic(lapic: &mut LapicState) {
 /// CPUID leaf 1 ECX: hypervisor present.
 pub const CPUID1_ECX_HYPERVISOR: u32 = 1 << 31;
 
+/// CPUID leaf 1 ECX: VMX (Intel virtualization).
+pub const CPUID1_ECX_VMX: u32 = 1 << 5;
+/// CPUID leaf 0x8000_0001 ECX: SVM (AMD virtualization).
+pub const CPUID_EXT1_ECX_SVM: u32 = 1 << 2;
+
 /// Adapts the hypervisor's supported CPUID to vCPU `id` of `count`: APIC ids in
-/// leaves 1, 0xb and 0x1f, the logical-processor count, the hypervisor bit. The
-/// KVM paravirtual leaves (0x4000_0000..) pass through as the backend gave them.
+/// leaves 1, 0xb and 0x1f, the logical-processor count, the hypervisor bit.
+/// VMX and SVM are hidden: a coLinux guest runs beside the host's work and
+/// does not host VMs of its own (as Firecracker's default), and a distribution
+/// guest would otherwise load kvm_amd/kvm_intel at boot for nothing. The KVM
+/// paravirtual leaves (0x4000_0000..) pass through as the backend gave them.
 pub fn vcpu_cpuid(supported: &[CpuIdEntry], id: u32, count: u32) -> Vec<CpuIdEntry> {
     let mut out = supported.to_vec();
     for e in &mut out {
@@ -247,6 +255,7 @@ pub fn vcpu_cpuid(supported: &[CpuIdEntry], id: u32, count: u32) -> Vec<CpuIdEnt
             1 => {
                 e.ebx = (e.ebx & 0x0000_ffff) | (id << 24) | ((count.min(255)) << 16);
                 e.ecx |= CPUID1_ECX_HYPERVISOR;
+                e.ecx &= !CPUID1_ECX_VMX;
                 // HTT: the count in EBX[23:16] is valid.
                 e.edx |= 1 << 28;
             }
@@ -272,6 +281,7 @@ pub fn vcpu_cpuid(supported: &[CpuIdEntry], id: u32, count: u32) -> Vec<CpuIdEnt
                     }
                 }
             }
+            0x8000_0001 => e.ecx &= !CPUID_EXT1_ECX_SVM,
             _ => {}
         }
     }
@@ -288,6 +298,26 @@ impl BootCpuState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtualization_extensions_are_hidden() {
+        let entry = |function: u32, ecx: u32| CpuIdEntry {
+            function,
+            ecx,
+            ..Default::default()
+        };
+        let out = vcpu_cpuid(
+            &[
+                entry(1, CPUID1_ECX_VMX | 1),
+                entry(0x8000_0001, CPUID_EXT1_ECX_SVM | 1),
+            ],
+            0,
+            1,
+        );
+        assert_eq!(out[0].ecx & CPUID1_ECX_VMX, 0);
+        assert_eq!(out[0].ecx & 1, 1, "other leaf 1 bits stay");
+        assert_eq!(out[1].ecx, 1, "SVM cleared, the rest kept");
+    }
 
     #[test]
     fn long_mode_state() {
