@@ -70,6 +70,11 @@ pub struct Cli {
     /// them to the LAN, like coLinux's slirp did.
     #[arg(long, value_name = "ADDR", default_value_t = std::net::Ipv4Addr::LOCALHOST)]
     pub slirp_bind: std::net::Ipv4Addr,
+    /// What a guest `reboot` does: `restart` boots the guest again in this
+    /// daemon (classic coLinux; 5 reboots within 60 s stop it with status 1),
+    /// `exit` ends the daemon with status 0.
+    #[arg(long, value_name = "WHAT", value_enum, default_value_t = OnReboot::Restart)]
+    pub on_reboot: OnReboot,
     /// Windows-only service options of the original (not available here).
     #[arg(long = "install-service", hide = true, value_name = "NAME", num_args = 0..=1)]
     pub install_service: Option<Option<String>>,
@@ -103,6 +108,20 @@ pub struct RunOptions {
     pub cpus: u32,
     /// `--slirp-bind`: host address of slirp redirections (unspecified = loopback).
     pub slirp_bind: Option<std::net::Ipv4Addr>,
+    /// `--on-reboot`: boot again in place (default) or exit.
+    pub on_reboot: OnReboot,
+}
+
+/// What the daemon does when the guest reboots (`--on-reboot`): `Restart`
+/// boots the guest again in the same daemon (classic coLinux), `Exit` ends
+/// the daemon with status 0. (No doc comments on the variants: clap would
+/// switch `--help` to its long layout.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[allow(missing_docs)]
+pub enum OnReboot {
+    #[default]
+    Restart,
+    Exit,
 }
 
 /// Default verbosity (info).
@@ -150,6 +169,7 @@ impl Cli {
             verbosity: self.verbosity.unwrap_or(DEFAULT_VERBOSITY),
             cpus: self.cpus,
             slirp_bind: Some(self.slirp_bind),
+            on_reboot: self.on_reboot,
         }
     }
 
@@ -183,8 +203,8 @@ impl Cli {
 }
 
 /// Lists the files and directories the configuration names that are not
-/// there (kernel, initrd, cobd backing files, cofs directories, exec
-/// programs given with a path), one message each.
+/// there (kernel, initrd, cobd backing files, cofs directories), one message
+/// each. (`execN` programs are checked by [`crate::unhonoured::host_errors`].)
 pub fn missing_files(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut need = |what: String, p: &Path, dir: bool| match std::fs::metadata(p) {
@@ -206,11 +226,6 @@ pub fn missing_files(config: &Config) -> Vec<String> {
     }
     for s in &config.cofs {
         need(format!("cofs{}", s.index), &s.path.resolve(), true);
-    }
-    for e in &config.exec {
-        if e.program.raw.contains('/') {
-            need(format!("exec{}", e.index), &e.program.resolve(), false);
-        }
     }
     out
 }
@@ -280,6 +295,10 @@ mod tests {
         assert_eq!(o.slirp_bind, Some(std::net::Ipv4Addr::LOCALHOST));
         let b = parse(&["--slirp-bind", "0.0.0.0"]).run_options();
         assert_eq!(b.slirp_bind, Some(std::net::Ipv4Addr::UNSPECIFIED));
+        assert_eq!(o.on_reboot, OnReboot::Restart);
+        let e = parse(&["--on-reboot=exit"]).run_options();
+        assert_eq!(e.on_reboot, OnReboot::Exit);
+        assert!(Cli::try_parse_with_passthrough(["colinux-daemon", "--on-reboot=halt"]).is_err());
         assert!(
             Cli::try_parse_with_passthrough(["colinux-daemon", "--slirp-bind", "lan"]).is_err()
         );

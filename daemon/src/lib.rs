@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod image;
+pub mod unhonoured;
 pub mod vmm;
 
 /// Scenario capabilities this build implements (printed by
@@ -16,4 +17,5 @@ pub const CAPABILITIES: &[&str] = &[
     "net-tuntap",
     "net-bridged",
     "intx",
+    "reboot-in-place",
 ];

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use colinux_conf::Config;
 use colinux_daemon::cli::{self, Cli, RunOptions};
+use colinux_daemon::unhonoured;
 
 /// Exit status for configuration and usage errors.
 const EXIT_CONFIG: u8 = 2;
@@ -37,16 +38,32 @@ fn main() -> ExitCode {
     if cli.dump_conf {
         return emit(config.to_conf_text());
     }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let host_errors = unhonoured::host_errors(&config, &cli.words, &cwd);
+    for e in &host_errors {
+        eprintln!("colinux-daemon: configuration error: {e}");
+    }
+    let ignored = unhonoured::list(&config);
     if cli.check {
         let missing = cli::missing_files(&config);
         for m in &missing {
             eprintln!("colinux-daemon: missing {m}");
         }
-        return if missing.is_empty() {
-            emit("configuration OK\n".to_string())
+        return if missing.is_empty() && host_errors.is_empty() {
+            let mut report = "configuration OK\n".to_string();
+            for u in &ignored {
+                report.push_str(&format!("ignored: {u}\n"));
+            }
+            emit(report)
         } else {
             ExitCode::from(EXIT_CONFIG)
         };
+    }
+    if !host_errors.is_empty() {
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    for u in &ignored {
+        tracing::warn!("{u}");
     }
     boot(&config, &options)
 }

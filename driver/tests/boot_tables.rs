@@ -71,6 +71,7 @@ fn acpi_default() {
             cpus: 1,
             ioapic_id: 0,
             mmio64: Some(mmio64_window(&layout)),
+            extra_com: 0,
         },
         BIOS_AREA_START,
     );
@@ -119,6 +120,7 @@ fn acpi_pci_routing_table() {
             cpus: 1,
             ioapic_id: 0,
             mmio64: Some(mmio64_window(&layout)),
+            extra_com: 0,
         },
         BIOS_AREA_START,
     );

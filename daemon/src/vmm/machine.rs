@@ -161,6 +161,7 @@ impl Machine {
             kernel: &spec.kernel,
             initrd: spec.initrd.as_deref(),
             cmdline: &spec.cmdline,
+            extra_com: super::ttys::extra_com(&spec.config),
         };
         let (guest, images_ms, parts) = std::thread::scope(|s| -> Result<_> {
             let loader = s.spawn(|| {

@@ -2,10 +2,15 @@
 //! [`colinux_conf::Config`], boot the kernel on KVM, serve its devices and end
 //! cleanly.
 //!
-//! Ending: guest `poweroff` (ACPI S5 through the FADT sleep-control port) and
-//! guest `reboot` (ACPI reset register, i8042 0xFE, or a KVM reset event) both
-//! end the daemon with status 0 and a message — classic coLinux rebooted in the
-//! same daemon, but here the harness and service managers restart it instead.
+//! Ending: guest `poweroff` (ACPI S5 through the FADT sleep-control port) ends
+//! the daemon with status 0 and a message. Guest `reboot` (ACPI reset
+//! register, i8042 0xFE, or a KVM reset event) boots the guest again in the
+//! same daemon, as classic coLinux did (`--on-reboot=restart`, the default):
+//! same configuration, cobd files, console, `ttysN` host ports and `execN`
+//! programs; the kernel and initrd loaded again into fresh RAM, new vCPUs and
+//! devices (network backends re-created). [`reboot::REBOOT_LIMIT`] reboots
+//! within a minute stop the daemon with an error. `--on-reboot=exit` ends the
+//! daemon with status 0 on a reboot instead.
 //! SIGINT/SIGTERM stop the guest and exit 0. A triple fault or an exit the
 //! daemon cannot handle ends it with an error carrying the registers and a
 //! disassembly of the code at RIP.
@@ -15,10 +20,13 @@ pub mod console;
 pub mod devices;
 pub mod diagnostics;
 pub mod doorbells;
+pub mod exec;
 pub mod exit_log;
 pub mod interrupts;
 pub mod machine;
+pub mod reboot;
 pub mod timing;
+pub mod ttys;
 pub mod vcpu;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -30,7 +38,7 @@ use anyhow::{bail, Context, Result};
 use colinux_conf::Config;
 use colinux_driver::kvm::probe_host;
 
-use crate::cli::RunOptions;
+use crate::cli::{OnReboot, RunOptions};
 pub use machine::MachineSpec;
 pub use vcpu::MachineEvent;
 
@@ -39,7 +47,7 @@ pub use vcpu::MachineEvent;
 pub enum GuestEnd {
     /// The guest powered off.
     Poweroff,
-    /// The guest rebooted (the daemon exits instead of booting again).
+    /// The guest rebooted (and `--on-reboot=exit` ends the daemon).
     Reboot,
     /// A signal stopped the guest.
     Signal(i32),
@@ -75,15 +83,59 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<GuestEnd> {
         std::fs::write(pidfile, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing the pid file {}", pidfile.display()))?;
     }
-    let result = run_spec(&spec, options);
+    let result = run_session(&spec, options);
     if let Some(pidfile) = &options.pidfile {
         let _ = std::fs::remove_file(pidfile);
     }
     result
 }
 
-/// Boots a machine from an explicit spec.
-pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
+/// What lives across reboots in place: the `ttysN` host ports and the
+/// `execN` programs (started after the first boot's vCPUs; dropping the
+/// session stops them).
+#[derive(Default)]
+pub struct Session {
+    ttys: ttys::HostPorts,
+    exec: Option<exec::Programs>,
+}
+
+/// Boots the machine, again after each guest reboot (`--on-reboot=restart`)
+/// until it powers off, a signal stops it, it reboots in a loop or fails.
+pub fn run_session(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
+    let mut session = Session {
+        ttys: ttys::HostPorts::open(&spec.config, options.pidfile.as_deref())?,
+        exec: None,
+    };
+    let mut guard = reboot::RebootGuard::default();
+    loop {
+        let end = run_spec(spec, options, &mut session)?;
+        if end != GuestEnd::Reboot {
+            return Ok(end);
+        }
+        if options.on_reboot == OnReboot::Exit {
+            eprintln!("colinux-daemon: guest rebooted; the daemon exits (--on-reboot=exit)");
+            return Ok(end);
+        }
+        match guard.record(std::time::Instant::now()) {
+            Ok(n) => {
+                tracing::info!("guest rebooted; booting again ({n} in the last minute)");
+            }
+            Err(n) => bail!(
+                "the guest rebooted {n} times within {} s, a reboot loop; stopping \
+                 (fix the guest, or run with --on-reboot=exit)",
+                reboot::REBOOT_WINDOW.as_secs()
+            ),
+        }
+    }
+}
+
+/// Boots a machine from an explicit spec, once: a guest reboot returns
+/// [`GuestEnd::Reboot`]. `session` holds what survives a reboot.
+pub fn run_spec(
+    spec: &MachineSpec,
+    options: &RunOptions,
+    session: &mut Session,
+) -> Result<GuestEnd> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         vmm_sys_util::signal::register_signal_handler(sig, on_stop_signal)
             .map_err(|e| anyhow::anyhow!("installing a handler for signal {sig}: {e}"))?;
@@ -94,6 +146,7 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
     let (tx, rx) = mpsc::channel();
     let out = console::ConsoleOut::default();
     let mut m = machine::Machine::build(spec, tx.clone(), out.clone())?;
+    session.ttys.attach(&mut m)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = console::ticker(out.clone(), stop.clone());
@@ -124,6 +177,16 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
         since_exec_ms = timing::process_age_ms(),
         "vCPUs started"
     );
+    if session.exec.is_none() {
+        match exec::Programs::start(&spec.config) {
+            Ok(p) => session.exec = Some(p),
+            Err(e) => {
+                machine::stop_vcpus(&stop, handles);
+                console::restore_terminal();
+                return Err(e);
+            }
+        }
+    }
     let has_pci_devices = !spec.config.block_devices.is_empty() || !spec.config.network.is_empty();
     let poller = has_pci_devices.then(|| {
         devices::spawn_device_poller(m.pci.clone(), Some(m.doorbells.clone()), stop.clone())
@@ -167,12 +230,7 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
             eprintln!("colinux-daemon: guest powered off");
             Ok(GuestEnd::Poweroff)
         }
-        MachineEvent::Reset => {
-            eprintln!(
-                "colinux-daemon: guest rebooted; the daemon exits (start it again to boot anew)"
-            );
-            Ok(GuestEnd::Reboot)
-        }
+        MachineEvent::Reset => Ok(GuestEnd::Reboot),
         MachineEvent::Signal(sig) => {
             eprintln!("colinux-daemon: stopped the guest on signal {sig}");
             Ok(GuestEnd::Signal(sig))

@@ -36,7 +36,15 @@ pub struct AcpiConfig {
     pub ioapic_id: u8,
     /// The 64-bit PCI MMIO window `(base, len)`, if any.
     pub mmio64: Option<(u64, u64)>,
+    /// Extra legacy serial ports present beside COM1: bit 0 COM2 (0x2f8,
+    /// IRQ 3), bit 1 COM3 (0x3e8, IRQ 4), bit 2 COM4 (0x2e8, IRQ 3).
+    pub extra_com: u8,
 }
+
+/// The legacy serial ports after COM1 as (DSDT name, I/O base, ISA IRQ), in
+/// the order of [`AcpiConfig::extra_com`]'s bits.
+pub const EXTRA_COM: [(&str, u16, u8); 3] =
+    [("COM2", 0x2f8, 3), ("COM3", 0x3e8, 4), ("COM4", 0x2e8, 3)];
 
 /// The built tables: one blob to copy at `base`, and the RSDP's address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +169,19 @@ fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     com1.extend(aml::name("_CRS", &aml::buffer(&com1_crs)));
     let mut sb = aml::device("PCI0", &pci);
     sb.extend(aml::device("COM1", &com1));
+    for (bit, (name, base, irq)) in EXTRA_COM.iter().enumerate() {
+        if cfg.extra_com & (1 << bit) == 0 {
+            continue;
+        }
+        let mut crs = res::io(*base, 8);
+        crs.extend(res::irq(*irq));
+        crs.extend(res::end());
+        let mut dev = Vec::new();
+        dev.extend(aml::name("_HID", &aml::eisa_id("PNP0501")));
+        dev.extend(aml::name("_UID", &aml::integer(bit as u64 + 1)));
+        dev.extend(aml::name("_CRS", &aml::buffer(&crs)));
+        sb.extend(aml::device(name, &dev));
+    }
     let mut body = aml::scope("\\_SB_", &sb);
     body.extend(aml::name(
         "\\_S5_",
@@ -250,12 +271,42 @@ mod tests {
     }
 
     #[test]
+    fn extra_serial_ports_are_described() {
+        let dsdt = |extra_com| {
+            let t = build(
+                &AcpiConfig {
+                    cpus: 1,
+                    ioapic_id: 0,
+                    mmio64: None,
+                    extra_com,
+                },
+                0xe0000,
+            );
+            let (_, off, len) = t.tables.iter().find(|(n, _, _)| n == "DSDT").unwrap();
+            t.blob[*off..off + len].to_vec()
+        };
+        let has = |b: &[u8], s: &[u8]| b.windows(s.len()).any(|w| w == s);
+        let none = dsdt(0);
+        assert!(has(&none, b"COM1") && !has(&none, b"COM2"));
+        let com2_io = res_io(0x2f8);
+        let two = dsdt(0b001);
+        assert!(has(&two, b"COM2") && has(&two, &com2_io) && !has(&two, b"COM3"));
+        let all = dsdt(0b111);
+        assert!(has(&all, b"COM3") && has(&all, b"COM4") && has(&all, &res_io(0x2e8)));
+    }
+
+    fn res_io(base: u16) -> Vec<u8> {
+        aml::res::io(base, 8)
+    }
+
+    #[test]
     fn checksums_and_pointers() {
         let t = build(
             &AcpiConfig {
                 cpus: 4,
                 ioapic_id: 0,
                 mmio64: Some((1 << 36, 1 << 34)),
+                extra_com: 0,
             },
             0xe0000,
         );

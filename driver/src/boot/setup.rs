@@ -49,6 +49,9 @@ pub struct BootImages<'a> {
     pub initrd: Option<&'a Path>,
     /// The complete kernel command line.
     pub cmdline: &'a str,
+    /// Serial ports beside COM1 to describe in the DSDT
+    /// ([`AcpiConfig::extra_com`]).
+    pub extra_com: u8,
 }
 
 /// The prepared guest: how the boot vCPU starts, and what was placed where.
@@ -128,6 +131,7 @@ pub fn prepare_guest(
             cpus: cpus as u8,
             ioapic_id: 0,
             mmio64: Some(mmio64_window(layout)),
+            extra_com: images.extra_com,
         },
         BIOS_AREA_START,
     );

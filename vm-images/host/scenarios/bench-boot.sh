@@ -25,7 +25,7 @@ one() {
         set --
         while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
     else
-        set -- colinux-daemon @/work/colinux.conf
+        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
     fi
     start=$(cut -d' ' -f1 /proc/uptime)
     { timeout -s KILL "${BOOT_TIMEOUT:-300}" "$@" < /dev/null 2>&1; echo "$?" > /tmp/rc; } |
@@ -54,7 +54,7 @@ one_login() {
         set --
         while IFS= read -r a; do set -- "$@" "$a"; done < /work/distro.qemu.args
     else
-        set -- colinux-daemon @/work/distro.conf
+        set -- colinux-daemon --on-reboot=exit @/work/distro.conf
     fi
     start=$(cut -d' ' -f1 /proc/uptime)
     # By bytes, not lines: the getty's "login: " ends without a newline.

@@ -19,7 +19,7 @@ run_monitor() {
         set --
         while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
     else
-        set -- colinux-daemon @/work/colinux.conf
+        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
     fi
     timeout -s KILL "${BOOT_TIMEOUT:-300}" "$@" < /dev/null > "$rlog" 2>&1
 }

@@ -31,7 +31,7 @@ start_monitor() {
         set --
         while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
     else
-        set -- colinux-daemon @/work/colinux.conf
+        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
     fi
     "$@" < /dev/null > "$mlog" 2>&1 &
     MPID=$!
