@@ -16,9 +16,11 @@ Configuration words (classic coLinux 0.7/0.8), in any order, mixed with @file:
   cobdN=FILE (N 0..31)   hdXN=:cobdN | hdXN=FILE   sdXN=...   cofsN=DIR
   ethN=slirp[,MAC[,tcp:HOST:GUEST[:COUNT]/...]]   ethN=tuntap[,\"NAME\"[,MAC]]
   ethN=pcap-bridge,\"NAME\"[,MAC[,promisc|nopromisc]]   ethN=ndis-bridge,...
-  ttysN=PORT[,\"PARAMS\"]  execN=PROGRAM[,\"ARGS\"]  cocon=COLSxROWS[xSCROLL]
-  cursor=0..100  color=FG,BG
+  ttysN=/dev/TTY|pty (N 0..2: guest ttyS1..ttyS3)  execN=PROGRAM[,\"ARGS\"]
+  cocon=COLSxROWS[xSCROLL]  cursor=0..100  color=FG,BG
 Every other word (root=/dev/cobd0 ro init=... --) goes to the guest kernel.
+Accepted but not honoured yet (warned at start, listed by --check): cofsN,
+setcobd=async, ttysN line parameters, cocon, cursor, color.
 
 Exit status: 0 success, 1 run-time failure, 2 configuration or usage error.";
 
