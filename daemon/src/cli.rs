@@ -34,9 +34,20 @@ Exit status: 0 success, 1 run-time failure, 2 configuration or usage error.";
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Start without a console (detached).
+    /// Run in the background: fork, stdio to /dev/null, log to
+    /// `<runtime dir>/<pid>.log`; the console is on the socket (colinux-console).
     #[arg(short = 'd')]
     pub detach: bool,
+    /// For service managers: no fork, no console on stdin, logs on stderr
+    /// (the console is on the socket).
+    #[arg(long)]
+    pub foreground: bool,
+    /// A name consoles attach by (`colinux-console -a NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Log file of a `-d` daemon (default `<runtime dir>/<pid>.log`).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Suppress the guest kernel's messages on the console.
     #[arg(short = 'k')]
     pub suppress_kernel_messages: bool,
@@ -257,7 +268,7 @@ pub fn init_logging(verbosity: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && !crate::console_server::plain_logs())
         .with_target(false)
         .without_time()
         .try_init();

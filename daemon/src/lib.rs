@@ -1,6 +1,7 @@
 //! colinux-daemon: reads colinux.conf, assembles the machine and serves the guest's devices.
 
 pub mod cli;
+pub mod console_server;
 pub mod image;
 pub mod unhonoured;
 pub mod vmm;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use colinux_conf::Config;
 use colinux_daemon::cli::{self, Cli, RunOptions};
+use colinux_daemon::console_server::{self, daemonize, protocol::Info, ConsoleServer};
 use colinux_daemon::unhonoured;
+use std::sync::Arc;
 
 /// Exit status for configuration and usage errors.
 const EXIT_CONFIG: u8 = 2;
@@ -13,6 +15,9 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse_with_passthrough(std::env::args_os());
     let options = cli.run_options();
+    if cli.detach && !cli.foreground {
+        console_server::set_plain_logs();
+    }
     cli::init_logging(options.verbosity);
 
     if cli.capabilities {
@@ -22,6 +27,15 @@ fn main() -> ExitCode {
         ));
     }
     if let Some(problem) = cli.usage_problem() {
+        eprintln!("colinux-daemon: {problem}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let problem = console_server::console_type_problem(cli.console_type.as_deref()).or_else(|| {
+        cli.name
+            .as_deref()
+            .and_then(|n| console_server::check_name(n).err())
+    });
+    if let Some(problem) = problem {
         eprintln!("colinux-daemon: {problem}");
         return ExitCode::from(EXIT_CONFIG);
     }
@@ -65,7 +79,7 @@ fn main() -> ExitCode {
     for u in &ignored {
         tracing::warn!("{u}");
     }
-    boot(&config, &options)
+    boot(&cli, &config, options)
 }
 
 /// Prints an inspection result on stdout and gives the exit status.
@@ -79,9 +93,60 @@ fn emit(text: String) -> ExitCode {
     }
 }
 
-/// Runs the VM and maps the outcome to the exit status.
-fn boot(config: &Config, options: &RunOptions) -> ExitCode {
-    let result = colinux_daemon::vmm::run(config, options).map(|_| ());
+/// Runs the VM (in the background with `-d`) with its console server, and
+/// maps the outcome to the exit status.
+fn boot(cli: &Cli, config: &Config, mut options: RunOptions) -> ExitCode {
+    let background = cli.detach && !cli.foreground;
+    // Only a daemon in the foreground without --foreground reads stdin.
+    options.detach = cli.detach || cli.foreground;
+    let dir = console_server::ensure_runtime_dir();
+    if background {
+        let dir = match &dir {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("colinux-daemon: -d: the runtime directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match daemonize::fork_background(dir, cli.log_file.as_deref()) {
+            Ok(daemonize::Forked::Parent { pid, ready, log }) => {
+                let nt = cli.console_type.as_deref() == Some("nt");
+                return ExitCode::from(daemonize::wait_ready(pid, ready, &log, nt));
+            }
+            Ok(daemonize::Forked::Child) => {}
+            Err(e) => {
+                eprintln!("colinux-daemon: -d: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let ident = Info {
+        pid: std::process::id(),
+        name: cli.name.clone(),
+        conf: conf_path(cli),
+        started: console_server::now_secs(),
+        ..Info::default()
+    };
+    let server = match dir.and_then(|d| ConsoleServer::start(&d, ident)) {
+        Ok(s) => {
+            tracing::info!(socket = %s.socket_path().display(), "console server");
+            Some(Arc::new(s))
+        }
+        Err(e) if background || cli.foreground || cli.name.is_some() => {
+            eprintln!("colinux-daemon: the console socket: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            tracing::warn!("no console socket (colinux-console cannot attach): {e}");
+            None
+        }
+    };
+    if let Some(s) = &server {
+        console_server::install(s.clone());
+    }
+    let result = colinux_daemon::vmm::run(config, &options).map(|_| ());
+    console_server::uninstall();
+    drop(server);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -89,4 +154,15 @@ fn boot(config: &Config, options: &RunOptions) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration file (the first `@file` word), as an absolute path.
+fn conf_path(cli: &Cli) -> Option<String> {
+    let word = cli
+        .words
+        .iter()
+        .find_map(|w| w.to_str()?.strip_prefix('@'))?;
+    let p = std::path::Path::new(word);
+    let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    Some(abs.display().to_string())
 }

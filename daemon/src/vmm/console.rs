@@ -36,6 +36,9 @@ struct Shared {
     dropped_total: std::sync::atomic::AtomicU64,
 }
 
+/// A non-blocking copy of the console output (the console server's feed).
+pub type OutputTap = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// Output of the serial console: a bounded buffer the UART writes into without
 /// ever blocking, drained to stdout by [`ticker`].
 #[derive(Clone)]
@@ -43,6 +46,8 @@ pub struct ConsoleOut {
     shared: Arc<Shared>,
     started: Instant,
     first: Arc<std::sync::Once>,
+    /// A copy of every byte for the console server (set once, never blocks).
+    tap: Arc<std::sync::OnceLock<OutputTap>>,
 }
 
 impl Default for ConsoleOut {
@@ -63,7 +68,14 @@ impl ConsoleOut {
             }),
             started: Instant::now(),
             first: Arc::new(std::sync::Once::new()),
+            tap: Arc::default(),
         }
+    }
+
+    /// Copies every later byte of output to `tap` as well (the console
+    /// server's non-blocking feed); only the first call counts.
+    pub fn set_tap(&self, tap: OutputTap) {
+        let _ = self.tap.set(tap);
     }
 
     /// Bytes dropped so far because the writer could not keep up.
@@ -127,6 +139,9 @@ impl Write for ConsoleOut {
                 "first guest console output"
             );
         });
+        if let Some(tap) = self.tap.get() {
+            tap(data);
+        }
         let wake = {
             let mut p = self.lock();
             p.bytes.extend(data);

@@ -79,10 +79,7 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<GuestEnd> {
         bail!("{why}");
     }
     let spec = MachineSpec::from_config(config, options)?;
-    if let Some(pidfile) = &options.pidfile {
-        std::fs::write(pidfile, format!("{}\n", std::process::id()))
-            .with_context(|| format!("writing the pid file {}", pidfile.display()))?;
-    }
+    // The pid file is written once the vCPUs run (console_server::vm_up).
     let result = run_session(&spec, options);
     if let Some(pidfile) = &options.pidfile {
         let _ = std::fs::remove_file(pidfile);
@@ -146,6 +143,14 @@ pub fn run_spec(
     let (tx, rx) = mpsc::channel();
     let out = console::ConsoleOut::default();
     let mut m = machine::Machine::build(spec, tx.clone(), out.clone())?;
+    let serial_in = m.serial.clone();
+    let _console_link = crate::console_server::link_vm(
+        &out,
+        Arc::new(move |b: &[u8]| {
+            let mut s = serial_in.lock().unwrap_or_else(|e| e.into_inner());
+            s.enqueue_input(b)
+        }),
+    );
     session.ttys.attach(&mut m)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -177,6 +182,7 @@ pub fn run_spec(
         since_exec_ms = timing::process_age_ms(),
         "vCPUs started"
     );
+    crate::console_server::vm_up(options.pidfile.as_deref());
     if session.exec.is_none() {
         match exec::Programs::start(&spec.config) {
             Ok(p) => session.exec = Some(p),

@@ -371,6 +371,10 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     let daemon = match &opts.daemon {
         Some(d) => {
             hin.file(d)?;
+            let console = d.with_file_name("colinux-console");
+            if console.exists() {
+                hin.file(&console)?;
+            }
             Some(DaemonEntry {
                 path: d.display().to_string(),
                 sha256: sha256_file(d)?,
@@ -417,6 +421,10 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         s.write("etc/group", b"root:x:0:\n", 0o644)?;
         if let Some(d) = &opts.daemon {
             s.binary_with_libs(d, "usr/bin/colinux-daemon")?;
+            let console = d.with_file_name("colinux-console");
+            if console.exists() {
+                s.binary_with_libs(&console, "usr/bin/colinux-console")?;
+            }
         }
         s.copy(&dir.join("vmlinuz"), "images/vmlinuz", 0o644)?;
         s.copy(

@@ -1,0 +1,608 @@
+//! The console server: one Unix socket per daemon that any number of
+//! `colinux-console`s attach to.
+//!
+//! - Guest output goes into a ring of the last [`RING`] bytes (replayed to a
+//!   console that attaches late) and to every attached console's own queue.
+//!   [`ConsoleServer::output`] only appends under a short lock: it never waits
+//!   for a client. A console whose queue grows beyond [`BACKLOG`] bytes (it
+//!   stopped reading) is disconnected, so a stuck client never stalls the guest.
+//! - Several consoles may watch at once; **the one attached longest types**
+//!   (the first to attach; when it leaves, the next oldest takes over and is
+//!   told so by an INFO frame). Keystrokes of the others are dropped.
+//! - A console sends its window size (RESIZE). The guest's serial line has no
+//!   channel to carry it (no TIOCSWINSZ over a UART), so the typer's size is
+//!   only stored, logged and shown by `colinux-console --list`; run
+//!   `stty cols C rows R` in the guest to match it.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::protocol::{self, Info};
+
+/// Bytes of guest output kept for consoles that attach late.
+pub const RING: usize = 128 * 1024;
+/// Bytes a console may fall behind before it is disconnected.
+pub const BACKLOG: usize = 1024 * 1024;
+/// Largest DATA frame the server sends.
+const CHUNK: usize = 32 * 1024;
+
+/// Where keystrokes go: takes what it can, returns how many bytes it took
+/// (the UART FIFO may be full; the rest is offered again).
+pub type InputSink = Arc<dyn Fn(&[u8]) -> usize + Send + Sync>;
+
+#[derive(Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+/// One attached console's outgoing side.
+struct ClientOut {
+    q: Mutex<Queue>,
+    cv: Condvar,
+    stream: UnixStream,
+    backlog: usize,
+}
+
+impl ClientOut {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.q.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame; false (and the client closed) when it is too far behind.
+    fn push(&self, frame: &[u8]) -> bool {
+        let mut q = self.lock();
+        if q.closed {
+            return false;
+        }
+        if q.bytes.len() + frame.len() > self.backlog {
+            q.closed = true;
+            drop(q);
+            self.close();
+            return false;
+        }
+        q.bytes.extend_from_slice(frame);
+        drop(q);
+        self.cv.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.cv.notify_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+}
+
+struct Client {
+    id: u64,
+    out: Arc<ClientOut>,
+}
+
+#[derive(Default)]
+struct State {
+    ring: VecDeque<u8>,
+    clients: Vec<Client>,
+    window: Option<(u16, u16)>,
+    next_id: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    input: Mutex<Option<InputSink>>,
+    ident: Info,
+    ring_cap: usize,
+    backlog: usize,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn info(&self, st: &State, typer: bool) -> Info {
+        Info {
+            consoles: st.clients.len(),
+            window: st.window,
+            typer,
+            ..self.ident.clone()
+        }
+    }
+
+    fn info_frame(&self, st: &State, typer: bool) -> Vec<u8> {
+        let json = serde_json::to_vec(&self.info(st, typer)).unwrap_or_default();
+        protocol::encode(protocol::INFO, &json)
+    }
+
+    fn output(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut st = self.lock();
+        st.ring.extend(bytes);
+        let over = st.ring.len().saturating_sub(self.ring_cap);
+        st.ring.drain(..over);
+        if st.clients.is_empty() {
+            return;
+        }
+        let frames: Vec<Vec<u8>> = bytes
+            .chunks(CHUNK)
+            .map(|c| protocol::encode(protocol::DATA, c))
+            .collect();
+        let mut dropped = Vec::new();
+        for c in &st.clients {
+            if !frames.iter().all(|f| c.out.push(f)) {
+                dropped.push(c.id);
+            }
+        }
+        for id in dropped {
+            tracing::warn!(console = id, "a console fell behind; disconnected it");
+            self.remove(&mut st, id);
+        }
+    }
+
+    /// Removes a client; tells the next oldest it types now.
+    fn remove(&self, st: &mut State, id: u64) {
+        let Some(i) = st.clients.iter().position(|c| c.id == id) else {
+            return;
+        };
+        let c = st.clients.remove(i);
+        c.out.close();
+        if i == 0 {
+            if let Some(next) = st.clients.first() {
+                let f = self.info_frame(st, true);
+                next.out.push(&f);
+            }
+        }
+    }
+
+    fn is_typer(&self, id: u64) -> bool {
+        self.lock().clients.first().is_some_and(|c| c.id == id)
+    }
+
+    fn deliver(&self, out: &ClientOut, mut bytes: &[u8]) {
+        let sink = self.input.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(sink) = sink else { return };
+        while !bytes.is_empty() && !out.is_closed() && !self.stop.load(Ordering::Relaxed) {
+            let took = sink(bytes).min(bytes.len());
+            bytes = &bytes[took..];
+            if !bytes.is_empty() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    /// Serves one connection (on its own thread).
+    fn serve(self: &Arc<Self>, stream: UnixStream) {
+        let mut rd = stream;
+        let _ = rd.set_read_timeout(Some(Duration::from_secs(5)));
+        let first = match protocol::read_frame(&mut rd) {
+            Ok(Some((k, _))) => k,
+            _ => return,
+        };
+        let _ = rd.set_read_timeout(None);
+        if first == protocol::QUERY {
+            let f = self.info_frame(&self.lock(), false);
+            let _ = rd.write_all(&f);
+            return;
+        }
+        if first != protocol::ATTACH {
+            return;
+        }
+        let Ok(wr) = rd.try_clone() else { return };
+        let out = Arc::new(ClientOut {
+            q: Mutex::default(),
+            cv: Condvar::new(),
+            stream: wr,
+            backlog: self.backlog,
+        });
+        let id = {
+            let mut st = self.lock();
+            let id = st.next_id;
+            st.next_id += 1;
+            let typer = st.clients.is_empty();
+            st.clients.push(Client {
+                id,
+                out: out.clone(),
+            });
+            // INFO first (the role), then the replay, then live output.
+            out.push(&self.info_frame(&st, typer));
+            let replay: Vec<u8> = st.ring.iter().copied().collect();
+            for c in replay.chunks(CHUNK) {
+                out.push(&protocol::encode(protocol::DATA, c));
+            }
+            tracing::info!(
+                console = id,
+                consoles = st.clients.len(),
+                typer,
+                "console attached"
+            );
+            id
+        };
+        let writer = spawn_client_writer(out.clone());
+        loop {
+            match protocol::read_frame(&mut rd) {
+                Ok(Some((protocol::DATA, bytes))) => {
+                    if self.is_typer(id) {
+                        self.deliver(&out, &bytes);
+                    }
+                }
+                Ok(Some((protocol::RESIZE, p))) => {
+                    if let Some((cols, rows)) = protocol::parse_resize(&p) {
+                        let mut st = self.lock();
+                        if st.clients.first().is_some_and(|c| c.id == id) {
+                            st.window = Some((cols, rows));
+                            tracing::info!(
+                                cols,
+                                rows,
+                                "console window size (the serial line cannot tell the guest; \
+                                 `stty cols {cols} rows {rows}` there)"
+                            );
+                        }
+                    }
+                }
+                Ok(Some((protocol::DETACH, _))) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {}
+            }
+            if out.is_closed() {
+                break;
+            }
+        }
+        let mut st = self.lock();
+        self.remove(&mut st, id);
+        tracing::info!(
+            console = id,
+            consoles = st.clients.len(),
+            "console detached"
+        );
+        drop(st);
+        let _ = writer.join();
+    }
+}
+
+fn spawn_client_writer(out: Arc<ClientOut>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(mut stream) = out.stream.try_clone() else {
+            return;
+        };
+        loop {
+            let bytes = {
+                let mut q = out.lock();
+                while q.bytes.is_empty() && !q.closed {
+                    q = out.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                if q.closed {
+                    return;
+                }
+                std::mem::take(&mut q.bytes)
+            };
+            if stream.write_all(&bytes).is_err() {
+                out.close();
+                return;
+            }
+        }
+    })
+}
+
+/// A running console server; removes its socket and files when dropped.
+pub struct ConsoleServer {
+    shared: Arc<Shared>,
+    socket: PathBuf,
+    name_link: Option<PathBuf>,
+    json: PathBuf,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl ConsoleServer {
+    /// Serves `dir/<pid>.sock` (plus `dir/<name>.sock`, a symlink to it, and
+    /// `dir/<pid>.json`) for the daemon described by `ident`.
+    pub fn start(dir: &Path, ident: Info) -> io::Result<Self> {
+        Self::start_with(dir, ident, RING, BACKLOG)
+    }
+
+    /// [`ConsoleServer::start`] with explicit ring and per-console backlog sizes.
+    pub fn start_with(dir: &Path, ident: Info, ring: usize, backlog: usize) -> io::Result<Self> {
+        let socket = dir.join(format!("{}.sock", ident.pid));
+        let json = dir.join(format!("{}.json", ident.pid));
+        let name_link = match &ident.name {
+            Some(n) => Some(claim_name(dir, n, ident.pid)?),
+            None => None,
+        };
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(link) = &name_link {
+            let _ = std::fs::remove_file(link);
+            std::os::unix::fs::symlink(format!("{}.sock", ident.pid), link)?;
+        }
+        std::fs::write(&json, serde_json::to_vec(&ident).unwrap_or_default())?;
+        let shared = Arc::new(Shared {
+            state: Mutex::default(),
+            input: Mutex::new(None),
+            ident,
+            ring_cap: ring.max(1),
+            backlog: backlog.max(ring + 4096),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let accept = std::thread::Builder::new()
+            .name("console-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if s.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        let s = s.clone();
+                        std::thread::spawn(move || s.serve(c));
+                    }
+                }
+            })?;
+        Ok(Self {
+            shared,
+            socket,
+            name_link,
+            json,
+            accept: Some(accept),
+        })
+    }
+
+    /// Feeds guest output (never blocks on a console).
+    pub fn output(&self, bytes: &[u8]) {
+        self.shared.output(bytes);
+    }
+
+    /// A function feeding guest output into this server (for the UART's writer).
+    pub fn tap(&self) -> impl Fn(&[u8]) + Send + Sync + 'static {
+        let s = self.shared.clone();
+        move |b: &[u8]| s.output(b)
+    }
+
+    /// Where the typer's keystrokes go (`None`: dropped).
+    pub fn set_input(&self, sink: Option<InputSink>) {
+        *self.shared.input.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+    }
+
+    /// Consoles attached now.
+    pub fn consoles(&self) -> usize {
+        self.shared.lock().clients.len()
+    }
+
+    /// The typer's last window size (cols, rows).
+    pub fn window(&self) -> Option<(u16, u16)> {
+        self.shared.lock().window
+    }
+
+    /// The socket's path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+}
+
+impl Drop for ConsoleServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let _ = UnixStream::connect(&self.socket);
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.json);
+        if let Some(link) = &self.name_link {
+            if super::link_pid(link) == Some(self.shared.ident.pid) {
+                let _ = std::fs::remove_file(link);
+            }
+        }
+        let mut st = self.shared.lock();
+        for c in st.clients.drain(..) {
+            c.out.close();
+        }
+    }
+}
+
+/// Checks `NAME` is usable and not taken by a live daemon; gives its link path.
+fn claim_name(dir: &Path, name: &str, pid: u32) -> io::Result<PathBuf> {
+    super::check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let link = dir.join(format!("{name}.sock"));
+    if let Some(other) = super::link_pid(&link) {
+        if other != pid && super::pid_alive(other) {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("the console name `{name}` is used by the running daemon pid {other}"),
+            ));
+        }
+    }
+    Ok(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn server(dir: &Path, name: Option<&str>) -> (ConsoleServer, Arc<Mutex<Vec<u8>>>) {
+        let s = ConsoleServer::start_with(
+            dir,
+            Info {
+                pid: std::process::id(),
+                name: name.map(Into::into),
+                ..Info::default()
+            },
+            64 * 1024,
+            256 * 1024,
+        )
+        .unwrap();
+        let typed = Arc::new(Mutex::new(Vec::new()));
+        let t = typed.clone();
+        s.set_input(Some(Arc::new(move |b: &[u8]| {
+            t.lock().unwrap().extend_from_slice(b);
+            b.len()
+        })));
+        (s, typed)
+    }
+
+    fn attach(s: &ConsoleServer) -> UnixStream {
+        let mut c = UnixStream::connect(s.socket_path()).unwrap();
+        protocol::write_frame(&mut c, protocol::ATTACH, &[]).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    }
+
+    /// Reads frames until the DATA seen contains `needle`; gives (data, infos).
+    fn read_until(c: &mut UnixStream, needle: &[u8]) -> (Vec<u8>, Vec<Info>) {
+        let (mut data, mut infos) = (Vec::new(), Vec::new());
+        let mut seen = false;
+        while !seen {
+            match protocol::read_frame(c).unwrap() {
+                Some((protocol::DATA, b)) => {
+                    let from = data.len().saturating_sub(needle.len());
+                    data.extend(b);
+                    seen = data[from..].windows(needle.len()).any(|w| w == needle);
+                }
+                Some((protocol::INFO, j)) => infos.push(serde_json::from_slice(&j).unwrap()),
+                Some(_) => {}
+                None => panic!("closed after {} bytes", data.len()),
+            }
+        }
+        (data, infos)
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(10), "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_late_console_gets_the_ring_replayed_and_files_go_at_the_end() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = server(d.path(), Some("web"));
+        let pid = std::process::id();
+        assert!(d.path().join(format!("{pid}.json")).exists());
+        assert_eq!(
+            super::super::link_pid(&d.path().join("web.sock")),
+            Some(pid)
+        );
+        // More than the ring: only the newest 64 KiB are replayed.
+        for i in 0..2000 {
+            s.output(format!("line {i:05} ..............................\n").as_bytes());
+        }
+        s.output(b"login: ");
+        let mut c = attach(&s);
+        let (data, infos) = read_until(&mut c, b"login: ");
+        assert!(data.len() <= 64 * 1024, "{}", data.len());
+        assert!(data.len() > 60 * 1024, "{}", data.len());
+        assert!(!data.starts_with(b"line 00000"));
+        assert!(String::from_utf8_lossy(&data).contains("line 01999"));
+        // Live output follows the replay.
+        s.output(b"after");
+        read_until(&mut c, b"after");
+        assert!(
+            infos.iter().any(|i| i.typer && i.consoles == 1),
+            "{infos:?}"
+        );
+        drop(s);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn two_watchers_see_the_output_and_only_the_first_types() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, typed) = server(d.path(), None);
+        let mut a = attach(&s);
+        wait_for("first console", || s.consoles() == 1);
+        s.output(b"first");
+        let (_, ia) = read_until(&mut a, b"first");
+        let mut b = attach(&s);
+        wait_for("second console", || s.consoles() == 2);
+        s.output(b"hello both\n");
+        read_until(&mut a, b"hello both");
+        let (_, ib) = read_until(&mut b, b"hello both");
+        assert!(ia.iter().all(|i| i.typer), "{ia:?}");
+        assert!(ib.iter().any(|i| !i.typer), "{ib:?}");
+        protocol::write_frame(&mut b, protocol::DATA, b"from b").unwrap();
+        protocol::write_frame(&mut b, protocol::RESIZE, &protocol::resize_payload(1, 1)).unwrap();
+        protocol::write_frame(&mut a, protocol::DATA, b"from a").unwrap();
+        protocol::write_frame(&mut a, protocol::RESIZE, &protocol::resize_payload(132, 43))
+            .unwrap();
+        wait_for("a's keys", || typed.lock().unwrap().ends_with(b"from a"));
+        wait_for("a's window", || s.window() == Some((132, 43)));
+        assert_eq!(typed.lock().unwrap().as_slice(), b"from a");
+        // a detaches: b types now and is told so.
+        protocol::write_frame(&mut a, protocol::DETACH, &[]).unwrap();
+        wait_for("a gone", || s.consoles() == 1);
+        s.output(b"mark");
+        let (_, ib) = read_until(&mut b, b"mark");
+        assert!(ib.iter().any(|i| i.typer), "{ib:?}");
+        protocol::write_frame(&mut b, protocol::DATA, b" then b").unwrap();
+        wait_for("b's keys", || typed.lock().unwrap().ends_with(b" then b"));
+    }
+
+    #[test]
+    fn a_console_that_stops_reading_does_not_block_output() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = server(d.path(), None);
+        let _stuck = attach(&s); // never read
+        let mut live = attach(&s);
+        wait_for("two consoles", || s.consoles() == 2);
+        let reader = std::thread::spawn(move || {
+            let (data, _) = read_until(&mut live, b"THE END");
+            (data.len(), live)
+        });
+        let chunk = [b'x'; 1000];
+        let t = Instant::now();
+        for i in 0..2000 {
+            s.output(&chunk);
+            // A guest's pace (a fast one): the live console keeps up.
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        s.output(b"THE END");
+        assert!(t.elapsed() < Duration::from_secs(5), "output blocked");
+        let (got, _live) = reader.join().unwrap();
+        assert!(got >= 2_000_000, "{got}");
+        wait_for("stuck console dropped", || s.consoles() == 1);
+    }
+
+    #[test]
+    fn a_query_answers_info_and_a_live_name_is_not_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = server(d.path(), Some("db"));
+        let _c = attach(&s);
+        wait_for("console", || s.consoles() == 1);
+        let i = super::super::client::query(s.socket_path()).unwrap();
+        assert_eq!(
+            (i.pid, i.name.as_deref(), i.consoles),
+            (std::process::id(), Some("db"), 1)
+        );
+        // Another daemon (a live pid that is not ours) holding the name.
+        let d2 = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("1.sock", d2.path().join("db.sock")).unwrap();
+        let e = ConsoleServer::start(
+            d2.path(),
+            Info {
+                pid: std::process::id(),
+                name: Some("db".into()),
+                ..Info::default()
+            },
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
+    }
+}
