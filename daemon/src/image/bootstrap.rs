@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::detect::{detect, ImageKind};
-use super::size::SECTOR;
 use super::{ops, swap, tools, ImageError};
 
 /// Packages installed on top of Debian's `minbase` variant: an init that
@@ -593,25 +592,15 @@ fn partial_of(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// A size that is a whole number of sectors.
-fn check_sectors(size: u64) -> Result<(), ImageError> {
-    if !size.is_multiple_of(SECTOR) {
-        return Err(ImageError::BadSize {
-            text: size.to_string(),
-            why: format!("not a multiple of the {SECTOR}-byte sector"),
-        });
-    }
-    Ok(())
-}
 
 /// Everything checked before the long build starts: sizes, files that would
 /// be overwritten, the host name, the password, key files, the modules
 /// tarball and the tools.
 fn preflight(o: &BootstrapOptions) -> Result<(), ImageError> {
-    check_sectors(o.size)?;
+    ops::check_sectors(o.size)?;
     check_new(&o.image, o.force)?;
     if let Some(s) = &o.swap {
-        check_sectors(s.size)?;
+        ops::check_sectors(s.size)?;
         swap::header(s.size, [0; 16], None)
             .map_err(|why| ImageError::SwapSize { size: s.size, why })?;
         check_new(&s.path, o.force)?;

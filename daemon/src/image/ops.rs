@@ -34,7 +34,8 @@ fn create_with(
     result
 }
 
-fn check_sectors(size: u64) -> Result<(), ImageError> {
+/// A size that is a whole number of sectors (image and swap sizes).
+pub(crate) fn check_sectors(size: u64) -> Result<(), ImageError> {
     if !size.is_multiple_of(SECTOR) {
         return Err(ImageError::BadSize {
             text: size.to_string(),
