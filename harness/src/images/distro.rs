@@ -63,12 +63,12 @@ pub fn login_key(dir: &Path) -> Result<PathBuf> {
 /// The input hash of the system image: the bootstrap recipe (its source),
 /// the modules, the key and the sizes.
 pub fn input_hash(modules_inputs: &str, pubkey: &Path) -> Result<String> {
-    let recipe = crate::paths::workspace_root().join("daemon/src/image/bootstrap.rs");
+    let recipe = crate::paths::workspace_root().join("daemon/src/image/bootstrap");
     Ok(InputHash::default()
         .text("modules", modules_inputs)
         .text("size", DISTRO_SIZE)
         .text("swap", DISTRO_SWAP_SIZE)
-        .file(&recipe)?
+        .tree(&recipe)?
         .file(pubkey)?
         .finish())
 }

@@ -1,0 +1,300 @@
+//! Stage 2, customizing the tree: fstab, hostname and hosts, network
+//! interfaces, the serial getty, root's authorized keys and password.
+
+use std::ffi::OsStr;
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use super::super::ImageError;
+use super::options::BootstrapOptions;
+use super::process::run_tool;
+use super::scratch::Scratch;
+
+/// `/etc/fstab` in the classic coLinux shape: root on cobd0 and, with
+/// `swap`, swap on cobd1.
+pub fn fstab_text(swap: bool) -> String {
+    let mut t = String::from(
+        "# /etc/fstab: static file system information.\n\
+         # <file system> <mount point> <type> <options> <dump> <pass>\n\
+         /dev/cobd0 / ext4 errors=remount-ro 0 1\n",
+    );
+    if swap {
+        t.push_str("/dev/cobd1 none swap sw 0 0\n");
+    }
+    t
+}
+
+/// `/etc/network/interfaces`: loopback, and eth0 configured by DHCP (slirp,
+/// or the LAN's server with TAP and bridges).
+pub fn interfaces_text() -> String {
+    "# /etc/network/interfaces (made by colinux-image bootstrap)\n\
+     source /etc/network/interfaces.d/*\n\
+     \n\
+     auto lo\n\
+     iface lo inet loopback\n\
+     \n\
+     auto eth0\n\
+     iface eth0 inet dhcp\n"
+        .to_string()
+}
+
+/// `/etc/hosts` with the 127.0.1.1 line Debian's installer writes for the
+/// host name.
+pub fn hosts_text(hostname: &str) -> String {
+    format!(
+        "127.0.0.1\tlocalhost\n\
+         127.0.1.1\t{hostname}\n\
+         \n\
+         # The following lines are desirable for IPv6 capable hosts\n\
+         ::1\tlocalhost ip6-localhost ip6-loopback\n\
+         ff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n"
+    )
+}
+
+/// A public key file's text, checked: every key line has a type and a key,
+/// and no private key slipped in.
+pub(super) fn read_public_keys(path: &Path) -> Result<String, ImageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ImageError::io(path, e))?;
+    let bad = |why: &str| ImageError::BadArgument {
+        what: "--authorized-key".into(),
+        value: path.display().to_string(),
+        why: why.into(),
+    };
+    if text.contains("PRIVATE KEY") {
+        return Err(bad("this is a private key; give the .pub file"));
+    }
+    let keys: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if keys.is_empty() {
+        return Err(bad("no public key in it"));
+    }
+    if keys.iter().any(|l| l.split_whitespace().count() < 2) {
+        return Err(bad(
+            "not an OpenSSH public key (`ssh-ed25519 AAAA... comment`)",
+        ));
+    }
+    Ok(keys.iter().map(|k| format!("{k}\n")).collect())
+}
+
+/// Writes `text` as a new file `path` with `mode` (an existing file or
+/// symlink there is removed first, so nothing is written through a link).
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ImageError> {
+    let io = |e| ImageError::io(path, e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io)
+}
+
+/// Makes the symlink `path` -> `target` (replacing what is there).
+fn symlink(target: &str, path: &Path) -> Result<(), ImageError> {
+    let io = |e| ImageError::io(path, e);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(path);
+    std::os::unix::fs::symlink(target, path).map_err(io)
+}
+
+/// Stage 2, the files: fstab, hostname, hosts, interfaces, the serial
+/// getty, classic `eth0` naming and root's authorized_keys.
+pub(super) fn write_config(o: &BootstrapOptions, root: &Path) -> Result<(), ImageError> {
+    write_file(
+        &root.join("etc/fstab"),
+        &fstab_text(o.swap.is_some()),
+        0o644,
+    )?;
+    write_file(
+        &root.join("etc/hostname"),
+        &format!("{}\n", o.hostname),
+        0o644,
+    )?;
+    write_file(&root.join("etc/hosts"), &hosts_text(&o.hostname), 0o644)?;
+    write_file(
+        &root.join("etc/network/interfaces"),
+        &interfaces_text(),
+        0o644,
+    )?;
+    // mmdebstrap copied this host's resolv.conf; dhclient writes the guest's.
+    let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
+    let unit = "lib/systemd/system/serial-getty@.service";
+    if !root.join(unit).exists() {
+        return Err(ImageError::WrongKind {
+            path: root.join(unit),
+            why: "missing: systemd did not install its serial getty unit".into(),
+        });
+    }
+    symlink(
+        &format!("/{unit}"),
+        &root.join("etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"),
+    )?;
+    // Keep the kernel's eth0 (udev would rename it enp0s3 and `auto eth0`
+    // would find nothing).
+    symlink(
+        "/dev/null",
+        &root.join("etc/systemd/network/99-default.link"),
+    )?;
+    if !o.authorized_keys.is_empty() {
+        let ssh = root.join("root/.ssh");
+        std::fs::create_dir_all(&ssh).map_err(|e| ImageError::io(&ssh, e))?;
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| ImageError::io(&ssh, e))?;
+        let mut keys = String::new();
+        for k in &o.authorized_keys {
+            keys.push_str(&read_public_keys(k)?);
+        }
+        write_file(&ssh.join("authorized_keys"), &keys, 0o600)?;
+    }
+    Ok(())
+}
+
+/// Stage 2, root's password: `chpasswd` in the tree, or empty (`passwd -d`)
+/// so the console login needs none (sshd still refuses empty passwords).
+pub(super) fn set_root_password(o: &BootstrapOptions, s: &Scratch) -> Result<(), ImageError> {
+    let root = s.root();
+    let log = s.dir.join("passwd.log");
+    match &o.root_password {
+        Some(pw) => {
+            let args = [root.as_os_str(), OsStr::new("chpasswd")];
+            run_tool(
+                "chroot",
+                &args,
+                Some(&log),
+                Some(&format!("root:{pw}\n")),
+                &[],
+            )
+        }
+        None => {
+            let args = [
+                root.as_os_str(),
+                OsStr::new("passwd"),
+                OsStr::new("-d"),
+                OsStr::new("root"),
+            ];
+            run_tool("chroot", &args, Some(&log), None, &[])
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::image::bootstrap::SwapSpec;
+
+    #[test]
+    fn fstab_has_the_classic_lines() {
+        let no_swap = fstab_text(false);
+        let lines: Vec<&str> = no_swap.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines, ["/dev/cobd0 / ext4 errors=remount-ro 0 1"]);
+        let with = fstab_text(true);
+        let lines: Vec<&str> = with.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "/dev/cobd0 / ext4 errors=remount-ro 0 1",
+                "/dev/cobd1 none swap sw 0 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn interfaces_bring_up_lo_and_eth0_by_dhcp() {
+        let t = interfaces_text();
+        for want in [
+            "auto lo",
+            "iface lo inet loopback",
+            "auto eth0",
+            "iface eth0 inet dhcp",
+        ] {
+            assert!(t.lines().any(|l| l == want), "{want} missing in\n{t}");
+        }
+    }
+
+    #[test]
+    fn hosts_names_the_host_on_127_0_1_1() {
+        let t = hosts_text("box");
+        assert!(t.lines().any(|l| l == "127.0.1.1\tbox"));
+        assert!(t.lines().any(|l| l == "127.0.0.1\tlocalhost"));
+    }
+
+    /// A tree shaped like Debian 12's (merged /usr) in a fresh scratch dir.
+    pub(in crate::image::bootstrap) fn fake_tree(name: &str) -> Scratch {
+        let base =
+            std::env::temp_dir().join(format!("bootstrap-unit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let s = Scratch::new(&base.join("debian.img")).unwrap();
+        let root = s.root();
+        std::fs::create_dir_all(root.join("usr/lib/systemd/system")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("usr/lib/systemd/system/serial-getty@.service"),
+            "",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/resolv.conf"), "nameserver 192.0.2.1\n").unwrap();
+        std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+        s
+    }
+
+    #[test]
+    fn config_files_land_in_the_tree() {
+        let s = fake_tree("config");
+        let root = s.root();
+        let key = s.dir.join("id.pub");
+        std::fs::write(&key, "ssh-ed25519 AAAAC3Nza test@host\n").unwrap();
+        let mut o = BootstrapOptions::new(s.dir.join("x.img"), 1 << 30);
+        o.hostname = "box".into();
+        o.authorized_keys = vec![key];
+        o.swap = Some(SwapSpec {
+            path: "swap.img".into(),
+            size: 1 << 26,
+        });
+        write_config(&o, &root).unwrap();
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        assert_eq!(read("etc/fstab"), fstab_text(true));
+        assert_eq!(read("etc/hostname"), "box\n");
+        assert!(read("etc/hosts").contains("127.0.1.1\tbox"));
+        assert_eq!(read("etc/network/interfaces"), interfaces_text());
+        assert!(!root.join("etc/resolv.conf").exists());
+        let getty = root.join("etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service");
+        assert_eq!(
+            std::fs::read_link(getty).unwrap(),
+            Path::new("/lib/systemd/system/serial-getty@.service")
+        );
+        let mode = |p: &str| {
+            std::fs::metadata(root.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        assert_eq!(mode("root/.ssh"), 0o700);
+        assert_eq!(mode("root/.ssh/authorized_keys"), 0o600);
+        assert_eq!(
+            read("root/.ssh/authorized_keys"),
+            "ssh-ed25519 AAAAC3Nza test@host\n"
+        );
+        let base = s.dir.parent().unwrap().to_path_buf();
+        drop(s);
+        std::fs::remove_dir_all(base).unwrap();
+    }
+}

@@ -1,0 +1,212 @@
+//! What `bootstrap` is asked for and what it reports: the packages, the
+//! defaults, the options and the checks made on them before the build.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::super::{ops, swap, tools, ImageError};
+use super::customize::read_public_keys;
+#[cfg(doc)] // the link in `BootstrapOptions::mirror`'s doc
+use super::host_mirror;
+use super::process::package_of;
+
+/// Packages installed on top of Debian's `minbase` variant: an init that
+/// boots (systemd), device names (udev), networking with DHCP (ifupdown,
+/// isc-dhcp-client, iproute2, netbase), remote login (openssh-server) and
+/// the basic tools a coLinux image had.
+pub const PACKAGES: &[&str] = &[
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "ifupdown",
+    "isc-dhcp-client",
+    "openssh-server",
+    "netbase",
+    "iproute2",
+    "kmod",
+    "e2fsprogs",
+    "procps",
+    "iputils-ping",
+    "less",
+];
+
+/// The mirror used when this host's apt sources name no Debian mirror.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+/// The Debian release installed by default (Debian 12).
+pub const DEFAULT_SUITE: &str = "bookworm";
+/// The guest's host name by default.
+pub const DEFAULT_HOSTNAME: &str = "colinux";
+/// The ext4 volume label by default.
+pub const DEFAULT_LABEL: &str = "colinux-root";
+
+/// A swap file to make beside the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapSpec {
+    /// The swap file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Everything `bootstrap` needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapOptions {
+    /// The image file to make.
+    pub image: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// A swap file too (and its line in fstab).
+    pub swap: Option<SwapSpec>,
+    /// A `.tar.gz` of `lib/modules/<release>/...` to install.
+    pub modules: Option<PathBuf>,
+    /// Public key files for `/root/.ssh/authorized_keys`.
+    pub authorized_keys: Vec<PathBuf>,
+    /// Root's password; `None` leaves it empty (console login without one).
+    pub root_password: Option<String>,
+    /// The guest's host name.
+    pub hostname: String,
+    /// The Debian mirror; `None` takes this host's (see [`host_mirror`]).
+    pub mirror: Option<String>,
+    /// The Debian release.
+    pub suite: String,
+    /// The ext4 volume label.
+    pub label: String,
+    /// Replace existing image and swap files.
+    pub force: bool,
+}
+
+impl BootstrapOptions {
+    /// Options with the defaults for an image of `size` bytes at `image`.
+    pub fn new(image: impl Into<PathBuf>, size: u64) -> Self {
+        BootstrapOptions {
+            image: image.into(),
+            size,
+            swap: None,
+            modules: None,
+            authorized_keys: Vec::new(),
+            root_password: None,
+            hostname: DEFAULT_HOSTNAME.to_string(),
+            mirror: None,
+            suite: DEFAULT_SUITE.to_string(),
+            label: DEFAULT_LABEL.to_string(),
+            force: false,
+        }
+    }
+}
+
+/// What a finished bootstrap made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapReport {
+    /// The image's size in bytes.
+    pub image_size: u64,
+    /// Bytes its file system uses.
+    pub used_bytes: u64,
+    /// The mirror the packages came from.
+    pub mirror: String,
+    /// The kernel releases whose modules were installed.
+    pub module_releases: Vec<String>,
+    /// The swap file's UUID, if one was made.
+    pub swap_uuid: Option<String>,
+    /// How long the whole build took.
+    pub elapsed: Duration,
+}
+
+/// Checks a host name: one label of letters, digits and `-` (1 to 63
+/// characters, not starting or ending with `-`).
+pub fn check_hostname(name: &str) -> Result<(), String> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if name.is_empty() || name.len() > 63 || !ok_chars {
+        return Err("use 1 to 63 letters, digits or `-` (one label, no dots)".into());
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err("it must not start or end with `-`".into());
+    }
+    Ok(())
+}
+
+/// Refuses to replace `path` unless `force`.
+pub(super) fn check_new(path: &Path, force: bool) -> Result<(), ImageError> {
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        return Err(ImageError::Exists { path: path.into() });
+    }
+    Ok(())
+}
+
+/// Everything checked before the long build starts: sizes, files that would
+/// be overwritten, the host name, the password, key files, the modules
+/// tarball and the tools.
+pub(super) fn preflight(o: &BootstrapOptions) -> Result<(), ImageError> {
+    ops::check_sectors(o.size)?;
+    check_new(&o.image, o.force)?;
+    if let Some(s) = &o.swap {
+        ops::check_sectors(s.size)?;
+        swap::header(s.size, [0; 16], None)
+            .map_err(|why| ImageError::SwapSize { size: s.size, why })?;
+        check_new(&s.path, o.force)?;
+        if s.path == o.image {
+            return Err(bad_arg(
+                "--swap",
+                &s.path.display().to_string(),
+                "it is the image itself",
+            ));
+        }
+    }
+    check_hostname(&o.hostname).map_err(|why| bad_arg("--hostname", &o.hostname, &why))?;
+    if let Some(pw) = &o.root_password {
+        if pw.contains(['\n', '\r', '\0']) {
+            return Err(bad_arg(
+                "--root-password",
+                "(hidden)",
+                "it holds a line break or NUL",
+            ));
+        }
+    }
+    for k in &o.authorized_keys {
+        read_public_keys(k)?;
+    }
+    if let Some(m) = &o.modules {
+        File::open(m).map_err(|e| ImageError::io(m, e))?;
+        if !m.is_file() {
+            return Err(bad_arg("--modules", &m.display().to_string(), "not a file"));
+        }
+    }
+    for program in ["mmdebstrap", "mke2fs", "tar", "depmod", "chroot"] {
+        if program == "depmod" && o.modules.is_none() {
+            continue;
+        }
+        if tools::find(program).is_none() {
+            return Err(ImageError::Tool {
+                program: program.into(),
+                why: format!(
+                    "not found in PATH or /sbin (apt-get install {})",
+                    package_of(program)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An [`ImageError::BadArgument`].
+pub(super) fn bad_arg(what: &str, value: &str, why: &str) -> ImageError {
+    ImageError::BadArgument {
+        what: what.into(),
+        value: value.into(),
+        why: why.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(check_hostname("colinux").is_ok());
+        assert!(check_hostname("web-1").is_ok());
+        for bad in ["", "-a", "a-", "a.b", "a b", &"x".repeat(64)] {
+            assert!(check_hostname(bad).is_err(), "{bad:?}");
+        }
+    }
+}
