@@ -139,7 +139,7 @@ pub fn table(rows: &Rows, unsupported: &BTreeMap<String, String>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<26} {:>6} {:>12} {:>12} {:>13}",
+        "{:<30} {:>6} {:>12} {:>12} {:>13}",
         "test", "unit", "qemu", "colinux", "colinux/qemu"
     );
     let cell = |m: &BTreeMap<String, Vec<f64>>, mon: &str, prec: usize| match (
@@ -161,7 +161,7 @@ pub fn table(rows: &Rows, unsupported: &BTreeMap<String, String>) -> String {
         };
         let _ = writeln!(
             s,
-            "{row:<26} {unit:>6} {:>12} {:>12} {ratio:>13}",
+            "{row:<30} {unit:>6} {:>12} {:>12} {ratio:>13}",
             cell(m, "qemu", prec),
             cell(m, "colinux", prec)
         );
