@@ -63,26 +63,30 @@ impl NoCtty for std::fs::OpenOptions {
     }
 }
 
-#[test]
-fn attach_type_resize_and_detach_in_a_terminal() {
+/// A console server in a fresh runtime dir (`<tmp>/colinux`, as with
+/// `XDG_RUNTIME_DIR=<tmp>`) whose guest input is recorded: returns the temp
+/// dir (kept alive by the caller), the server and what the consoles type.
+fn recording_server(info: Info) -> (tempfile::TempDir, ConsoleServer, Arc<Mutex<Vec<u8>>>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("colinux");
     std::fs::create_dir(&dir).unwrap();
-    let server = ConsoleServer::start(
-        &dir,
-        Info {
-            pid: std::process::id(),
-            name: Some("t1".into()),
-            ..Info::default()
-        },
-    )
-    .unwrap();
+    let server = ConsoleServer::start(&dir, info).unwrap();
     let typed = Arc::new(Mutex::new(Vec::new()));
     let t = typed.clone();
     server.set_input(Some(Arc::new(move |b: &[u8]| {
         t.lock().unwrap().extend_from_slice(b);
         b.len()
     })));
+    (tmp, server, typed)
+}
+
+#[test]
+fn attach_type_resize_and_detach_in_a_terminal() {
+    let (tmp, server, typed) = recording_server(Info {
+        pid: std::process::id(),
+        name: Some("t1".into()),
+        ..Info::default()
+    });
     server.output(b"guest says hello\r\nlogin: ");
 
     let (mut master, slave) = openpty();
@@ -183,26 +187,13 @@ fn attaching_to_a_missing_daemon_fails_with_status_1() {
 
 #[test]
 fn list_shows_a_running_daemon_and_detach_after_works_from_a_script() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("colinux");
-    std::fs::create_dir(&dir).unwrap();
-    let server = ConsoleServer::start(
-        &dir,
-        Info {
-            pid: std::process::id(),
-            name: Some("web".into()),
-            conf: Some("/etc/colinux/web.conf".into()),
-            started: colinux_daemon::console_server::now_secs(),
-            ..Info::default()
-        },
-    )
-    .unwrap();
-    let typed = Arc::new(Mutex::new(Vec::new()));
-    let t = typed.clone();
-    server.set_input(Some(Arc::new(move |b: &[u8]| {
-        t.lock().unwrap().extend_from_slice(b);
-        b.len()
-    })));
+    let (tmp, server, typed) = recording_server(Info {
+        pid: std::process::id(),
+        name: Some("web".into()),
+        conf: Some("/etc/colinux/web.conf".into()),
+        started: colinux_daemon::console_server::now_secs(),
+        ..Info::default()
+    });
     server.output(b"replayed line\n");
     let out = Command::new(env!("CARGO_BIN_EXE_colinux-console"))
         .arg("--list")

@@ -1,49 +1,29 @@
 //! `colinux-image` against the real e2fsprogs / util-linux tools.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use colinux_daemon::image::{self, ext::ExtType, tools, ImageKind};
 use rstest::rstest;
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("image-tests")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{bin, s, scratch, stderr};
+
+/// Where this file's scratch directories go.
+const GROUP: &str = "image-tests";
 
 fn tool(program: &str, args: &[&str]) -> Output {
     let exe = tools::find(program).unwrap_or_else(|| panic!("{program} is needed for this test"));
     Command::new(exe).args(args).output().unwrap()
 }
 
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_colinux-image"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn create_is_sparse_and_never_overwrites() {
-    let d = scratch("create");
+    let d = scratch(GROUP, "create");
     let f = d.join("disk.img");
     let out = bin(&["create", s(&f), "2G"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let m = std::fs::metadata(&f).unwrap();
     assert_eq!(m.len(), 2 << 30);
     assert!(
@@ -55,12 +35,12 @@ fn create_is_sparse_and_never_overwrites() {
     std::fs::write(d.join("keep.img"), b"precious").unwrap();
     let out = bin(&["create", s(&d.join("keep.img")), "1M"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists; refusing to overwrite"));
+    assert!(stderr(&out).contains("already exists; refusing to overwrite"));
     assert_eq!(std::fs::read(d.join("keep.img")).unwrap(), b"precious");
 
     let out = bin(&["create", s(&d.join("x.img")), "512"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("add a unit"));
+    assert!(stderr(&out).contains("add a unit"));
     assert!(!d.join("x.img").exists());
 }
 
@@ -69,7 +49,7 @@ fn create_is_sparse_and_never_overwrites() {
 #[case(ExtType::Ext3)]
 #[case(ExtType::Ext4)]
 fn create_with_fs_and_detect_type(#[case] kind: ExtType) {
-    let d = scratch(&format!("mkfs-{}", kind.name()));
+    let d = scratch(GROUP, &format!("mkfs-{}", kind.name()));
     let f = d.join("root.img");
     image::create(&f, 64 << 20, Some((kind, Some("colinux-root")))).unwrap();
     let info = image::detect(&f).unwrap();
@@ -89,15 +69,10 @@ fn create_with_fs_and_detect_type(#[case] kind: ExtType) {
 
 #[test]
 fn mkswap_header_is_what_linux_tools_read() {
-    let d = scratch("mkswap");
+    let d = scratch(GROUP, "mkswap");
     let f = d.join("swap.img");
     let out = bin(&["mkswap", s(&f), "32M", "--label", "coswap"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     let uuid = printed.rsplit("UUID=").next().unwrap().trim().to_string();
     let m = std::fs::metadata(&f).unwrap();
@@ -125,11 +100,7 @@ fn mkswap_header_is_what_linux_tools_read() {
     let theirs = d.join("theirs.img");
     std::fs::write(&theirs, vec![0u8; 32 << 20]).unwrap();
     let out = tool("mkswap", &["-L", "coswap", s(&theirs)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let a = image::detect(&f).unwrap();
     let b = image::detect(&theirs).unwrap();
     let (ImageKind::Swap(a), ImageKind::Swap(b)) = (a.kind, b.kind) else {
@@ -143,7 +114,7 @@ fn mkswap_header_is_what_linux_tools_read() {
 
     let out = bin(&["mkswap", s(&d.join("tiny.img")), "16K"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 pages"));
+    assert!(stderr(&out).contains("at least 10 pages"));
     assert!(
         !d.join("tiny.img").exists(),
         "no half-made file left behind"
@@ -152,7 +123,7 @@ fn mkswap_header_is_what_linux_tools_read() {
 
 #[test]
 fn sparse_swap_is_sparse() {
-    let d = scratch("mkswap-sparse");
+    let d = scratch(GROUP, "mkswap-sparse");
     let f = d.join("swap.img");
     image::mkswap(&f, 256 << 20, None, true).unwrap();
     let m = std::fs::metadata(&f).unwrap();
@@ -166,7 +137,7 @@ fn sparse_swap_is_sparse() {
 
 #[test]
 fn resize_grows_file_and_file_system() {
-    let d = scratch("resize");
+    let d = scratch(GROUP, "resize");
     let f = d.join("root.img");
     image::create(&f, 64 << 20, Some((ExtType::Ext3, None))).unwrap();
     // Put a file in it to be sure data survives (debugfs writes without mounting).
@@ -181,19 +152,10 @@ fn resize_grows_file_and_file_system() {
             s(&f),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
 
     let out = bin(&["resize", s(&f), "192M"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("64 MiB -> 192 MiB"), "{said}");
 
@@ -220,19 +182,18 @@ fn resize_grows_file_and_file_system() {
     // Shrinking is refused and leaves the image alone.
     let out = bin(&["resize", s(&f), "128M"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("shrinking is not supported"));
+    assert!(stderr(&out).contains("shrinking is not supported"));
     assert_eq!(std::fs::metadata(&f).unwrap().len(), 192 << 20);
 }
 
 #[test]
 fn resize_refuses_non_ext_and_broken_images() {
-    let d = scratch("resize-bad");
+    let d = scratch(GROUP, "resize-bad");
     let raw = d.join("raw.img");
     image::create(&raw, 1 << 20, None).unwrap();
     let out = bin(&["resize", s(&raw), "2M"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("holds raw data, not an ext2/3/4 file system"));
+    assert!(stderr(&out).contains("holds raw data, not an ext2/3/4 file system"));
     assert_eq!(std::fs::metadata(&raw).unwrap().len(), 1 << 20);
 
     let swap = d.join("swap.img");
@@ -273,7 +234,7 @@ fn resize_refuses_non_ext_and_broken_images() {
 
 #[test]
 fn info_text_and_json() {
-    let d = scratch("info");
+    let d = scratch(GROUP, "info");
     let f = d.join("root.img");
     image::create(&f, 32 << 20, Some((ExtType::Ext4, Some("root")))).unwrap();
     // Grow the file only: info points out the unused space.
@@ -303,7 +264,7 @@ fn info_text_and_json() {
 
     let out = bin(&["info", s(&d.join("missing.img"))]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.img"));
+    assert!(stderr(&out).contains("missing.img"));
 }
 
 /// Writes a stand-in for `program` that prints `message` and exits `code`.
@@ -329,7 +290,7 @@ fn bin_with_path(fake_dir: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn resize_stops_when_e2fsck_cannot_fix() {
-    let d = scratch("resize-fsck-fails");
+    let d = scratch(GROUP, "resize-fsck-fails");
     let f = d.join("root.img");
     image::create(&f, 8 << 20, Some((ExtType::Ext2, None))).unwrap();
     let fake = d.join("bin");
@@ -342,7 +303,7 @@ fn resize_stops_when_e2fsck_cannot_fix() {
     );
     let out = bin_with_path(&fake, &["resize", s(&f), "16M"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("e2fsck: exit status Some(8)"), "{err}");
     assert!(
         err.contains("left as it was") && err.contains("Bad magic number"),
@@ -353,7 +314,7 @@ fn resize_stops_when_e2fsck_cannot_fix() {
 
 #[test]
 fn resize_reports_resize2fs_failure() {
-    let d = scratch("resize2fs-fails");
+    let d = scratch(GROUP, "resize2fs-fails");
     let f = d.join("root.img");
     image::create(&f, 8 << 20, Some((ExtType::Ext2, None))).unwrap();
     let fake = d.join("bin");
@@ -361,7 +322,7 @@ fn resize_reports_resize2fs_failure() {
     fake_tool(&fake, "resize2fs", 1, "resize2fs: No space left on device");
     let out = bin_with_path(&fake, &["resize", s(&f), "16M"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("resize2fs: exit status Some(1)"), "{err}");
     assert!(
         err.contains("file system was not grown (it is intact at its old size)"),

@@ -3,36 +3,17 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use colinux_daemon::image::tools;
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("bootstrap-tests")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{bin, s, scratch, stderr};
 
-fn bin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_colinux-image"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+/// Where this file's scratch directories go.
+const GROUP: &str = "bootstrap-tests";
 
 /// The names in `dir`, sorted.
 fn listing(dir: &Path) -> Vec<String> {
@@ -56,7 +37,7 @@ fn can_build() -> bool {
 
 #[test]
 fn bad_sizes_are_usage_errors() {
-    let d = scratch("bad-size");
+    let d = scratch(GROUP, "bad-size");
     let f = d.join("debian.img");
     let out = bin(&["bootstrap", s(&f), "512"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -76,7 +57,7 @@ fn bad_sizes_are_usage_errors() {
 
 #[test]
 fn existing_files_are_kept_without_force() {
-    let d = scratch("exists");
+    let d = scratch(GROUP, "exists");
     let f = d.join("debian.img");
     std::fs::write(&f, b"precious").unwrap();
     let out = bin(&["bootstrap", s(&f), "1G"]);
@@ -103,7 +84,7 @@ fn existing_files_are_kept_without_force() {
 
 #[test]
 fn bad_option_values_are_refused_before_building() {
-    let d = scratch("bad-values");
+    let d = scratch(GROUP, "bad-values");
     let f = d.join("debian.img");
     let missing = d.join("no-such-modules.tar.gz");
     let out = bin(&["bootstrap", s(&f), "1G", "--modules", s(&missing)]);
@@ -133,7 +114,7 @@ fn bad_option_values_are_refused_before_building() {
 
 #[test]
 fn a_modules_tarball_outside_lib_modules_is_refused() {
-    let d = scratch("bad-modules");
+    let d = scratch(GROUP, "bad-modules");
     let src = d.join("src");
     std::fs::create_dir_all(src.join("etc")).unwrap();
     std::fs::write(src.join("etc/passwd"), "x").unwrap();
@@ -162,7 +143,7 @@ fn a_modules_tarball_outside_lib_modules_is_refused() {
 
 #[test]
 fn an_unreachable_mirror_fails_and_leaves_nothing() {
-    let d = scratch("bad-mirror");
+    let d = scratch(GROUP, "bad-mirror");
     let f = d.join("debian.img");
     let sw = d.join("swap.img");
     let out = bin(&[
@@ -211,7 +192,7 @@ fn silent_mirror() -> (String, TcpListener) {
 
 #[test]
 fn sigterm_during_mmdebstrap_stops_and_leaves_nothing() {
-    let d = scratch("sigterm");
+    let d = scratch(GROUP, "sigterm");
     if !can_build() {
         let out = bin(&["bootstrap", s(&d.join("x.img")), "1G"]);
         assert_eq!(out.status.code(), Some(1));
