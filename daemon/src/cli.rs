@@ -13,13 +13,14 @@ use colinux_conf::{ConfError, Config};
 const AFTER_HELP: &str = "\
 Configuration words (classic coLinux 0.7/0.8), in any order, mixed with @file:
   kernel=FILE  initrd=FILE  mem=MiB  setcobd=async|sync
-  cobdN=FILE (N 0..31)   hdXN=:cobdN | hdXN=FILE   sdXN=...   cofsN=DIR
+  cobdN=FILE (N 0..31)   hdXN=:cobdN | hdXN=FILE   sdXN=...   cofsN=DIR[,ro]
   ethN=slirp[,MAC[,tcp:HOST:GUEST[:COUNT]/...]]   ethN=tuntap[,\"NAME\"[,MAC]]
   ethN=pcap-bridge,\"NAME\"[,MAC[,promisc|nopromisc]]   ethN=ndis-bridge,...
   ttysN=/dev/TTY|pty (N 0..2: guest ttyS1..ttyS3)  execN=PROGRAM[,\"ARGS\"]
   cocon=COLSxROWS[xSCROLL]  cursor=0..100  color=FG,BG
 Every other word (root=/dev/cobd0 ro init=... --) goes to the guest kernel.
-Accepted but not honoured yet (warned at start, listed by --check): cofsN,
+cofsN shares DIR as virtio-fs tag cofsN (guest: mount -t virtiofs cofs0 /mnt/c).
+Accepted but not honoured yet (warned at start, listed by --check):
 setcobd=async, ttysN line parameters, cocon, cursor, color.
 
 Exit status: 0 success, 1 run-time failure, 2 configuration or usage error.";
@@ -215,30 +216,22 @@ impl Cli {
     }
 }
 
-/// Lists the files and directories the configuration names that are not
-/// there (kernel, initrd, cobd backing files, cofs directories), one message
-/// each. (`execN` programs are checked by [`crate::unhonoured::host_errors`].)
+/// Lists the files the configuration names that are not there (kernel,
+/// initrd, cobd backing files), one message each. (`execN` programs and
+/// `cofsN` directories are checked by [`crate::unhonoured::host_errors`].)
 pub fn missing_files(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
-    let mut need = |what: String, p: &Path, dir: bool| match std::fs::metadata(p) {
-        Ok(m) if dir && !m.is_dir() => {
-            out.push(format!("{what}: `{}` is not a directory", p.display()))
-        }
-        Ok(m) if !dir && m.is_dir() => {
-            out.push(format!("{what}: `{}` is a directory", p.display()))
-        }
+    let mut need = |what: String, p: &Path| match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => out.push(format!("{what}: `{}` is a directory", p.display())),
         Ok(_) => {}
         Err(e) => out.push(format!("{what}: `{}`: {e}", p.display())),
     };
-    need("kernel".into(), &config.kernel.resolve(), false);
+    need("kernel".into(), &config.kernel.resolve());
     if let Some(i) = &config.initrd {
-        need("initrd".into(), &i.resolve(), false);
+        need("initrd".into(), &i.resolve());
     }
     for d in &config.block_devices {
-        need(format!("cobd{}", d.index), &d.path.resolve(), false);
-    }
-    for s in &config.cofs {
-        need(format!("cofs{}", s.index), &s.path.resolve(), true);
+        need(format!("cobd{}", d.index), &d.path.resolve());
     }
     out
 }

@@ -19,4 +19,5 @@ pub const CAPABILITIES: &[&str] = &[
     "net-bridged",
     "intx",
     "reboot-in-place",
+    "cofs",
 ];

@@ -32,13 +32,6 @@ const NO_SCREEN: &str = "there is no console window yet (the console is the host
 pub fn list(config: &Config) -> Vec<Unhonoured> {
     let mut out = Vec::new();
     let mut add = |key: String, value: String, why| out.push(Unhonoured { key, value, why });
-    for s in &config.cofs {
-        add(
-            format!("cofs{}", s.index),
-            s.path.raw.clone(),
-            "host folders (cofs) are not implemented yet",
-        );
-    }
     if config.setcobd == CobdMode::Async {
         add(
             "setcobd".into(),
@@ -86,9 +79,11 @@ fn locate(words: &[OsString], cwd: &Path, family: Family, index: u32) -> Option<
         .map(|w| w.location)
 }
 
-/// Checks the `ttysN=` and `execN=` values against this host (Windows port
-/// names, missing or non-executable programs). Each message names the file
-/// and line (or command-line word) of the word, the word and the problem.
+/// Checks the `ttysN=`, `execN=` and `cofsN=` values against this host
+/// (Windows port names, missing or non-executable programs, share
+/// directories that are missing, not directories or not readable). Each
+/// message names the file and line (or command-line word) of the word, the
+/// word and the problem.
 pub fn host_errors(config: &Config, words: &[OsString], cwd: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut report = |family, index, word: String, problem: String| {
@@ -116,7 +111,35 @@ pub fn host_errors(config: &Config, words: &[OsString], cwd: &Path) -> Vec<Strin
             report(Family::Exec, e.index, word, problem);
         }
     }
+    for s in &config.cofs {
+        if let Err(problem) = check_share_dir(&s.path.resolve()) {
+            let ro = if s.read_only { ",ro" } else { "" };
+            report(
+                Family::Cofs,
+                s.index,
+                format!("cofs{}={}{ro}", s.index, s.path.raw),
+                problem,
+            );
+        }
+    }
     out
+}
+
+/// Whether `dir` can be shared: an existing directory the daemon may list.
+fn check_share_dir(dir: &Path) -> Result<(), String> {
+    let shown = dir.display();
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("the directory {shown} does not exist"))
+        }
+        Err(e) => return Err(format!("{shown}: {e}")),
+        Ok(m) if !m.is_dir() => return Err(format!("{shown} is not a directory")),
+        Ok(_) => {}
+    }
+    std::fs::read_dir(dir)
+        .and_then(|mut entries| entries.next().transpose())
+        .map(|_| ())
+        .map_err(|e| format!("cannot read the directory {shown}: {e}"))
 }
 
 #[cfg(test)]
@@ -140,22 +163,20 @@ mod tests {
         );
         assert_eq!(
             keys_of(&c),
-            vec!["cofs0", "cofs3", "setcobd", "ttys1", "cocon", "cursor", "color"]
+            vec!["setcobd", "ttys1", "cocon", "cursor", "color"]
         );
         let msgs: Vec<String> = list(&c).iter().map(ToString::to_string).collect();
-        assert_eq!(
-            msgs[0],
-            "cofs0=/home: host folders (cofs) are not implemented yet; ignored"
-        );
-        assert!(msgs[2].starts_with("setcobd=async: "), "{msgs:?}");
-        assert!(msgs[3].starts_with("ttys1=/dev/ttyUSB0,\"BAUD=9600\": line parameters"));
-        assert_eq!(msgs[5], format!("cursor=50: {NO_SCREEN}; ignored"));
-        assert_eq!(msgs[6], format!("color=white,blue: {NO_SCREEN}; ignored"));
+        assert!(msgs[0].starts_with("setcobd=async: "), "{msgs:?}");
+        assert!(msgs[1].starts_with("ttys1=/dev/ttyUSB0,\"BAUD=9600\": line parameters"));
+        assert_eq!(msgs[3], format!("cursor=50: {NO_SCREEN}; ignored"));
+        assert_eq!(msgs[4], format!("color=white,blue: {NO_SCREEN}; ignored"));
     }
 
     #[test]
     fn a_plain_config_has_nothing_ignored() {
-        let c = conf("kernel=vmlinux cobd0=root.fs eth0=slirp setcobd=sync ttys0=pty ro");
+        let c = conf(
+            "kernel=vmlinux cobd0=root.fs eth0=slirp setcobd=sync ttys0=pty cofs0=/srv cofs1=/x,ro ro",
+        );
         assert!(list(&c).is_empty(), "{:?}", list(&c));
     }
 

@@ -1,6 +1,7 @@
 //! The real `colinux-daemon` binary: `--dump-config` snapshots of the sample
 //! configurations in fixtures/conf, exit statuses and messages.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -196,11 +197,7 @@ fn check_reports_missing_files() {
         .output()
         .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
-    assert_eq!(
-        text(&ok.stdout),
-        "configuration OK\n\
-         ignored: cofs0=.: host folders (cofs) are not implemented yet; ignored\n"
-    );
+    assert_eq!(text(&ok.stdout), "configuration OK\n");
 }
 
 /// `ttysN=` and `execN=` values this host cannot use are configuration
@@ -222,11 +219,30 @@ fn check_reports_missing_files() {
     "exec3=no-such-helper-xyz\n",
     "bad.conf:2: `exec3=no-such-helper-xyz`: `no-such-helper-xyz`: no such program in PATH"
 )]
+#[case::cofs_missing(
+    "cofs0=/nonexistent-share\n",
+    "bad.conf:2: `cofs0=/nonexistent-share`: the directory /nonexistent-share does not exist"
+)]
+#[case::cofs_not_a_directory(
+    "cofs2=vmlinux,ro\n",
+    "bad.conf:2: `cofs2=vmlinux,ro`: {DIR}/vmlinux is not a directory"
+)]
+#[case::cofs_unreadable(
+    "cofs5=locked\n",
+    "bad.conf:2: `cofs5=locked`: cannot read the directory {DIR}/locked: Permission denied"
+)]
 fn host_value_errors_exit_2(#[case] line: &str, #[case] message: &str) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("host-errors-{}", message.len() + line.len()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("vmlinux"), b"x").unwrap();
+    let locked = dir.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let message = message.replace("{DIR}", &dir.display().to_string());
+    // Root reads any directory: the unreadable case runs as nobody, where
+    // the permission bits apply.
+    let as_nobody = line.contains("locked") && running_as_root();
     std::fs::write(dir.join("bad.conf"), format!("kernel=vmlinux\n{line}")).unwrap();
     for check in [true, false] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_colinux-daemon"));
@@ -234,6 +250,10 @@ fn host_value_errors_exit_2(#[case] line: &str, #[case] message: &str) {
             cmd.arg("--check");
         } else {
             cmd.arg("-d");
+        }
+        if as_nobody {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(65534).gid(65534);
         }
         let out = cmd
             .arg(format!("@{}", dir.join("bad.conf").display()))
@@ -244,7 +264,7 @@ fn host_value_errors_exit_2(#[case] line: &str, #[case] message: &str) {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "check={check}: {err}");
         assert!(
-            err.contains("colinux-daemon: configuration error: ") && err.contains(message),
+            err.contains("colinux-daemon: configuration error: ") && err.contains(&message),
             "check={check}: `{err}` should contain `{message}`"
         );
         assert!(out.stdout.is_empty());
@@ -282,4 +302,9 @@ fn warnings_on_a_pipe_have_no_colour_codes() {
     let err = text(&out.stderr);
     assert!(err.contains("WARN"), "{err}");
     assert!(!err.contains('\u{1b}'), "escape codes in {err:?}");
+}
+
+/// Whether the tests run as root (the owner of `/proc/self`).
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

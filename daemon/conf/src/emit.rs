@@ -34,7 +34,8 @@ impl Config {
             }
         }
         for s in &self.cofs {
-            line(format!("cofs{}={}", s.index, quote(&s.path.raw)));
+            let ro = if s.read_only { ",ro" } else { "" };
+            line(format!("cofs{}={}{ro}", s.index, quote_field(&s.path.raw)));
         }
         for n in &self.network {
             line(format!("eth{}={}", n.index, n.to_value()));

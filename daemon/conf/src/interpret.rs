@@ -87,7 +87,7 @@ fn expected_for(key: &Key) -> &'static str {
         Key::Plain(PlainKey::Cursor) => "a cursor size 0..100",
         Key::Plain(PlainKey::Color) => "FG,BG as VGA colour names, e.g. lightgray,black",
         Key::Indexed(Family::Cobd, _) => "a host file or device backing the block device",
-        Key::Indexed(Family::Cofs, _) => "a host directory to share",
+        Key::Indexed(Family::Cofs, _) => "DIR[,ro]: a host directory to share (`ro`: read-only)",
         Key::Indexed(Family::Eth, _) => net::ETH_EXPECTED,
         Key::Indexed(Family::Ttys, _) => "PORT[,\"PARAMS\"], e.g. COM1 or /dev/ttyS0",
         Key::Indexed(Family::Exec, _) => "PROGRAM[,\"ARGS\"]",
@@ -285,11 +285,18 @@ impl Builder {
                 );
             }
             Family::Cofs => {
+                let (dir, flag) = two_fields("a directory")?;
+                let read_only = match flag.as_deref() {
+                    None | Some("rw") => false,
+                    Some("ro") => true,
+                    Some(_) => return Err(bad(w, key, raw, expected)),
+                };
                 self.cofs.insert(
                     index,
                     CofsShare {
                         index,
-                        path: path(v),
+                        path: path(dir),
+                        read_only,
                     },
                 );
             }

@@ -94,6 +94,9 @@ pub struct CofsShare {
     pub index: u32,
     /// The shared host directory.
     pub path: ConfPath,
+    /// `cofsN=DIR,ro`: the guest may read the share but change nothing.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A `ttysN` host serial port given to the guest.

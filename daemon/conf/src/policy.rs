@@ -64,6 +64,7 @@ impl Config {
         Some(CofsShare {
             index: MAX_COFS,
             path: ConfPath::new(dir, initrd.base_dir.clone()),
+            read_only: false,
         })
     }
 }
@@ -118,6 +119,7 @@ mod tests {
         c.cofs.push(CofsShare {
             index: 31,
             path: ConfPath::new("/x", None),
+            read_only: false,
         });
         assert_eq!(c.initrd_share(), None);
         c.initrd = None;

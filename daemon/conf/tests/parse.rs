@@ -353,6 +353,26 @@ fn kernel_cmdline_length_is_capped() {
 }
 
 #[test]
+fn cofs_takes_a_read_only_flag() {
+    let c = ok("kernel=vmlinux cofs0=/srv cofs1=/ro,ro cofs2=\"/a,b\",rw");
+    let shares: Vec<_> = c
+        .cofs
+        .iter()
+        .map(|s| (s.index, s.path.raw.as_str(), s.read_only))
+        .collect();
+    assert_eq!(
+        shares,
+        [(0, "/srv", false), (1, "/ro", true), (2, "/a,b", false)]
+    );
+    let msg = err("kernel=vmlinux cofs3=/srv,readonly").to_string();
+    assert!(
+        msg.contains("cofs3") && msg.contains("/srv,readonly"),
+        "{msg}"
+    );
+    assert!(msg.contains("DIR[,ro]"), "{msg}");
+}
+
+#[test]
 fn json_layout() {
     let c = ok("kernel=vmlinux initrd=initrd.gz mem=256 cobd0=root.fs hda1=:cobd0 cofs0=/srv \
                 eth0=slirp,00:11:22:33:44:55,tcp:2222:22:2 ttys0=/dev/ttyS0 exec0=xterm cocon=80x25 ro");
@@ -391,7 +411,7 @@ fn json_layout() {
     );
     assert_eq!(
         v["cofs"][0],
-        serde_json::json!({"index": 0, "path": "/srv"})
+        serde_json::json!({"index": 0, "path": "/srv", "read_only": false})
     );
     assert_eq!(v["network"][0]["kind"], "slirp");
     assert_eq!(v["network"][0]["mac"], "00:11:22:33:44:55");

@@ -116,7 +116,7 @@ fn config() -> impl Strategy<Value = Config> {
             option::of(1u64..=(1 << 20)),
             any::<bool>(),
             disks,
-            btree_map(0u32..=31, path(), 0..3),
+            btree_map(0u32..=31, (path(), any::<bool>()), 0..3),
         ),
         (
             nets,
@@ -151,7 +151,11 @@ fn config() -> impl Strategy<Value = Config> {
                         .collect(),
                     cofs: cofs
                         .into_iter()
-                        .map(|(index, path)| CofsShare { index, path })
+                        .map(|(index, (path, read_only))| CofsShare {
+                            index,
+                            path,
+                            read_only,
+                        })
                         .collect(),
                     network,
                     serial: ttys

@@ -3,7 +3,8 @@
 //!
 //! `cobdN` becomes a virtio-blk device whose serial is `cobdN` (the guest init
 //! names `/dev/cobdN` from it); `ethN` becomes a virtio-net device on the host
-//! backend the entry names (slirp, tuntap, pcap-bridge/ndis-bridge).
+//! backend the entry names (slirp, tuntap, pcap-bridge/ndis-bridge); `cofsN`
+//! becomes a virtio-fs device whose tag is `cofsN`.
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
@@ -18,8 +19,10 @@ use colinux_devices::block::DiskImage;
 use colinux_devices::interrupt::InterruptSink;
 use colinux_devices::pci::PciRoot;
 use colinux_devices::virtio::blk::BlockDevice;
+use colinux_devices::virtio::fs::FsDevice;
 use colinux_devices::virtio::net::NetDevice;
 use colinux_devices::virtio::pci::VirtioPciDevice;
+use colinux_devices::virtio::VirtioDevice;
 use colinux_driver::pci_irq;
 use colinux_net::{open_backend, NicKind, NicSpec};
 use vm_memory::GuestMemoryMmap;
@@ -72,7 +75,26 @@ fn next_intx_line(root: &PciRoot) -> Option<u32> {
     root.next_slot().map(|slot| pci_irq::gsi(slot, 1))
 }
 
-/// Adds every `cobdN` and `ethN` of `config` to `pci`, each with its routed
+/// Puts `dev` on the next free slot of `root` behind the virtio-pci transport,
+/// with its routed INTx line; returns the slot. `what` names it in errors.
+fn plug(
+    root: &PciRoot,
+    dev: impl VirtioDevice + 'static,
+    mem: &GuestMemoryMmap,
+    irq: &Arc<dyn InterruptSink>,
+    what: &str,
+) -> Result<u8> {
+    let intx = next_intx_line(root);
+    root.add_device(Box::new(VirtioPciDevice::new(
+        dev,
+        mem.clone(),
+        irq.clone(),
+        intx,
+    )))
+    .with_context(|| what.to_string())
+}
+
+/// Adds every `cobdN`, `ethN` and `cofsN` of `config` to `pci`, each with its routed
 /// INTx line; slirp redirections listen on `slirp_bind`.
 pub fn add_devices(
     config: &Config,
@@ -98,16 +120,8 @@ pub fn add_devices(
                 path.display()
             );
         }
-        let dev = BlockDevice::new(image, &format!("cobd{}", b.index));
-        let intx = next_intx_line(&root);
-        let slot = root
-            .add_device(Box::new(VirtioPciDevice::new(
-                dev,
-                mem.clone(),
-                irq.clone(),
-                intx,
-            )))
-            .with_context(|| format!("cobd{}", b.index))?;
+        let name = format!("cobd{}", b.index);
+        let slot = plug(&root, BlockDevice::new(image, &name), mem, irq, &name)?;
         tracing::info!(slot, "cobd{} = {}", b.index, path.display());
     }
     let seed = vm_seed(config);
@@ -116,16 +130,16 @@ pub fn add_devices(
         let backend =
             open_backend(&spec).with_context(|| format!("eth{}={}", n.index, n.kind.keyword()))?;
         let dev = NetDevice::new(backend, spec.mac);
-        let intx = next_intx_line(&root);
-        let slot = root
-            .add_device(Box::new(VirtioPciDevice::new(
-                dev,
-                mem.clone(),
-                irq.clone(),
-                intx,
-            )))
-            .with_context(|| format!("eth{}", n.index))?;
+        let slot = plug(&root, dev, mem, irq, &format!("eth{}", n.index))?;
         tracing::info!(slot, "eth{} = {}", n.index, n.kind.keyword());
+    }
+    for s in &config.cofs {
+        let tag = format!("cofs{}", s.index);
+        let dir = s.path.resolve();
+        let dev = FsDevice::new(&dir, &tag, s.read_only).with_context(|| tag.clone())?;
+        let slot = plug(&root, dev, mem, irq, &tag)?;
+        let ro = if s.read_only { " (read-only)" } else { "" };
+        tracing::info!(slot, "{tag} = {}{ro}", dir.display());
     }
     Ok(())
 }

@@ -310,14 +310,7 @@ impl VirtioDevice for BlockDevice {
         vec![QUEUE_SIZE]
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let c = self.config_bytes();
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = usize::try_from(offset)
-                .ok()
-                .and_then(|o| c.get(o + i))
-                .copied()
-                .unwrap_or(0);
-        }
+        super::read_config_bytes(&self.config_bytes(), offset, data);
     }
     fn process_queue(
         &mut self,

@@ -11,6 +11,7 @@
 
 pub mod blk;
 pub mod chain;
+pub mod fs;
 pub mod net;
 pub mod pci;
 
@@ -31,6 +32,8 @@ pub const F_RING_EVENT_IDX: u64 = 1 << 29;
 pub const TYPE_NET: u16 = 1;
 /// Virtio device type of a block device.
 pub const TYPE_BLOCK: u16 = 2;
+/// Virtio device type of a file system (virtio-fs).
+pub const TYPE_FS: u16 = 26;
 
 /// What a device's queue handling produced: which queues got used entries.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -124,12 +127,34 @@ pub(crate) fn return_used(queue: &mut Queue, mem: &GuestMemoryMmap, head: u16, l
     }
 }
 
+/// Copies `data.len()` bytes of a device's configuration structure `config`
+/// from `offset`; bytes past its end read as zero.
+pub(crate) fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = usize::try_from(offset)
+            .ok()
+            .and_then(|o| config.get(o.checked_add(i)?))
+            .copied()
+            .unwrap_or(0);
+    }
+}
+
 /// Pops and serves every available chain of `queue` with `serve`, re-enabling
 /// notifications before it stops; returns whether anything was used.
 pub(crate) fn drain_queue(
     queue: &mut Queue,
     mem: &GuestMemoryMmap,
     mut serve: impl FnMut(Result<Chain, chain::ChainError>) -> u32,
+) -> bool {
+    drain_raw_chains(queue, mem, |dc| serve(chain::parse(dc, mem)))
+}
+
+/// [`drain_queue`] for a device that reads its chains itself (virtio-fs hands
+/// them to the FUSE server): `serve` gets each chain as popped.
+pub(crate) fn drain_raw_chains<'m>(
+    queue: &mut Queue,
+    mem: &'m GuestMemoryMmap,
+    mut serve: impl FnMut(DescriptorChain<&'m GuestMemoryMmap>) -> u32,
 ) -> bool {
     let mut used = false;
     // A bounded number of passes: a guest that keeps adding buffers from another
@@ -144,7 +169,7 @@ pub(crate) fn drain_queue(
                 break;
             };
             let head = dc.head_index();
-            let len = serve(chain::parse(dc, mem));
+            let len = serve(dc);
             return_used(queue, mem, head, len);
             used = true;
         }

@@ -309,13 +309,7 @@ impl VirtioDevice for NetDevice {
         c[6..8].copy_from_slice(&(if self.link_up { S_LINK_UP } else { 0 }).to_le_bytes());
         c[8..10].copy_from_slice(&1u16.to_le_bytes()); // max_virtqueue_pairs
         c[10..12].copy_from_slice(&1500u16.to_le_bytes()); // mtu
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = usize::try_from(offset)
-                .ok()
-                .and_then(|o| c.get(o + i))
-                .copied()
-                .unwrap_or(0);
-        }
+        super::read_config_bytes(&c, offset, data);
     }
     fn activate(&mut self, features: u64) {
         let on = |f: u64| features & f != 0;

@@ -54,6 +54,61 @@ pub fn hosts_text(hostname: &str) -> String {
     )
 }
 
+/// `/usr/sbin/mount.cofs`: the classic fstab line `cofs0 /mnt/c cofs
+/// defaults 0 0` (and `mount -t cofs cofs0 /mnt/c`) mounts the daemon's
+/// virtio-fs share tagged `cofs0`. coLinux's own cofs options `uid=`, `gid=`,
+/// `dmask=` and `fmask=` have no virtio-fs meaning: the helper drops them
+/// with one line naming them (files keep their host owners and modes).
+pub fn mount_cofs_text() -> String {
+    r#"#!/bin/sh
+# mount.cofs (colinux-image): classic coLinux cofs mounts over virtio-fs.
+# mount(8) runs it as: mount.cofs SPEC DIR [-sfnv] [-N NS] [-o OPTIONS] [-t TYPE]
+set -u
+if [ $# -lt 2 ]; then
+    echo "usage: mount.cofs cofsN DIR [-o OPTIONS]" >&2
+    exit 1
+fi
+spec=$1 dir=$2
+shift 2
+opts= flags= dropped=
+while [ $# -gt 0 ]; do
+    case "$1" in
+    -o) opts=$2; shift ;;
+    -t|-N) shift ;;
+    -*) flags="$flags $1" ;;
+    esac
+    shift
+done
+# The tag: cofs0, or the classic "cofs0/" and "cofs0:" forms.
+tag=${spec%%[/:]*}
+kept=
+for o in $(echo "$opts" | tr ',' ' '); do
+    case "$o" in
+    uid=*|gid=*|dmask=*|fmask=*) dropped="$dropped,$o" ;;
+    *) kept="$kept,$o" ;;
+    esac
+done
+kept=${kept#,}
+if [ -n "$dropped" ]; then
+    echo "mount.cofs: ${dropped#,}: not applied (virtio-fs shows host owners and modes)" >&2
+fi
+modprobe virtiofs 2>/dev/null
+# The share's driver may still be probing right after boot: retry briefly.
+i=0
+while :; do
+    if mount -i -t virtiofs $flags ${kept:+-o "$kept"} "$tag" "$dir"; then
+        exit 0
+    fi
+    i=$((i + 1))
+    [ $i -ge 10 ] && break
+    sleep 0.5
+done
+echo "mount.cofs: cannot mount $tag on $dir: is cofs${tag#cofs} set in the daemon's configuration?" >&2
+exit 32
+"#
+    .to_string()
+}
+
 /// A public key file's text, checked: every key line has a type and a key,
 /// and no private key slipped in.
 pub(super) fn read_public_keys(path: &Path) -> Result<String, ImageError> {
@@ -133,6 +188,7 @@ pub(super) fn write_config(o: &BootstrapOptions, root: &Path) -> Result<(), Imag
         &interfaces_text(),
         0o644,
     )?;
+    write_file(&root.join("usr/sbin/mount.cofs"), &mount_cofs_text(), 0o755)?;
     // mmdebstrap copied this host's resolv.conf; dhclient writes the guest's.
     let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
     let unit = "lib/systemd/system/serial-getty@.service";
@@ -255,6 +311,74 @@ pub(super) mod tests {
         s
     }
 
+    /// Runs mount.cofs with fake `mount`/`modprobe`/`sleep` that record
+    /// their arguments; `mount_ok` says whether the fake mount succeeds.
+    fn run_mount_cofs(args: &[&str], mount_ok: bool) -> (i32, String, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "mount-cofs-{}-{}",
+            std::process::id(),
+            u8::from(mount_ok)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("calls");
+        let fake = |name: &str, status: u8| {
+            let body = format!(
+                "#!/bin/sh\necho \"{name} $*\" >> {}\nexit {status}\n",
+                log.display()
+            );
+            write_file(&dir.join(name), &body, 0o755).unwrap();
+        };
+        fake("mount", if mount_ok { 0 } else { 32 });
+        fake("modprobe", 0);
+        fake("sleep", 0);
+        write_file(&dir.join("mount.cofs"), &mount_cofs_text(), 0o755).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(dir.join("mount.cofs"))
+            .args(args)
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            calls,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    #[test]
+    fn mount_cofs_mounts_the_tag_over_virtiofs() {
+        let (code, calls, err) = run_mount_cofs(
+            &["cofs0", "/mnt/c", "-o", "rw,uid=1000,noatime,fmask=022"],
+            true,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            calls,
+            "modprobe virtiofs\nmount -i -t virtiofs -o rw,noatime cofs0 /mnt/c\n"
+        );
+        assert!(err.contains("uid=1000,fmask=022: not applied"), "{err}");
+        let (code, calls, err) = run_mount_cofs(&["cofs3/", "/mnt/d", "-n"], true);
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(
+            calls.ends_with("mount -i -t virtiofs -n cofs3 /mnt/d\n"),
+            "{calls}"
+        );
+    }
+
+    #[test]
+    fn mount_cofs_fails_with_a_message_after_its_retries() {
+        let (code, calls, err) = run_mount_cofs(&["cofs9", "/mnt/x"], false);
+        assert_eq!(code, 32);
+        assert_eq!(calls.matches("mount -i").count(), 10, "{calls}");
+        assert!(err.contains("cannot mount cofs9 on /mnt/x"), "{err}");
+        let (code, _, err) = run_mount_cofs(&["cofs9"], true);
+        assert_eq!(code, 1);
+        assert!(err.contains("usage"), "{err}");
+    }
+
     #[test]
     fn config_files_land_in_the_tree() {
         let s = fake_tree("config");
@@ -275,6 +399,7 @@ pub(super) mod tests {
         assert!(read("etc/hosts").contains("127.0.1.1\tbox"));
         assert_eq!(read("etc/network/interfaces"), interfaces_text());
         assert!(!root.join("etc/resolv.conf").exists());
+        assert_eq!(read("usr/sbin/mount.cofs"), mount_cofs_text());
         let getty = root.join("etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service");
         assert_eq!(
             std::fs::read_link(getty).unwrap(),
@@ -288,6 +413,7 @@ pub(super) mod tests {
                 & 0o7777
         };
         assert_eq!(mode("root/.ssh"), 0o700);
+        assert_eq!(mode("usr/sbin/mount.cofs"), 0o755);
         assert_eq!(mode("root/.ssh/authorized_keys"), 0o600);
         assert_eq!(
             read("root/.ssh/authorized_keys"),
