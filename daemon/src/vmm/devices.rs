@@ -133,6 +133,9 @@ pub fn add_devices(
         let slot = plug(&root, dev, mem, irq, &format!("eth{}", n.index))?;
         tracing::info!(slot, "eth{} = {}", n.index, n.kind.keyword());
     }
+    if !config.cofs.is_empty() {
+        raise_open_file_limit();
+    }
     for s in &config.cofs {
         let tag = format!("cofs{}", s.index);
         let dir = s.path.resolve();
@@ -142,6 +145,33 @@ pub fn add_devices(
         tracing::info!(slot, "{tag} = {}{ro}", dir.display());
     }
     Ok(())
+}
+
+/// A share keeps one descriptor open for every file the guest has looked up
+/// and not forgotten (its dentry cache): `find` over a large tree would hit
+/// the usual soft limit of 1024. Raises the soft limit to the hard one, as
+/// virtiofsd does, and says what it got.
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the `rlimit` passed.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(limit = lim.rlim_cur, "open files limit for the cofs shares");
+    } else {
+        tracing::warn!(
+            "cannot raise the open files limit: a cofs share may fail with EMFILE \
+             once the guest holds many files ({})",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Serves the devices' host descriptors (network receive) and queue doorbells
