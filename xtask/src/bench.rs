@@ -1,4 +1,4 @@
-//! `cargo xtask bench boot|cobd|net`: the same workload under qemu and colinux
+//! `cargo xtask bench boot|cobd|cofs|net`: the same workload under qemu and colinux
 //! in the same host VM (one host VM per round), with ratios; see bench_host.rs.
 
 use anyhow::Result;
@@ -20,6 +20,13 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
     },
+    /// cofs (virtio-fs) sequential MiB/s and create/stat/unlink per second,
+    /// qemu+virtiofsd vs colinux, see bench_host.rs.
+    Cofs {
+        /// Rounds (one boot per monitor each).
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+    },
     /// TCP throughput both ways over TAP and slirp (busybox nc), see bench_host.rs.
     Net {
         /// Rounds (one boot per monitor each).
@@ -34,6 +41,7 @@ pub fn bench(what: BenchCmd) -> Result<i32> {
     match what {
         BenchCmd::Boot { runs } => run(HostBench::Boot, runs),
         BenchCmd::Cobd { rounds } => run(HostBench::Cobd, rounds),
+        BenchCmd::Cofs { rounds } => run(HostBench::Cofs, rounds),
         BenchCmd::Net { rounds } => run(HostBench::Net, rounds),
     }
 }

@@ -1,6 +1,6 @@
-//! `cargo xtask bench boot|cobd|net`: a host VM per round runs the same guest
-//! workload under qemu and colinux-daemon (the host scripts
-//! vm-images/host/scenarios/bench-{boot,cobd,net}.sh do the runs; the
+//! `cargo xtask bench boot|cobd|cofs|net`: a host VM per round runs the same
+//! guest workload under qemu and colinux-daemon (the host scripts
+//! vm-images/host/scenarios/bench-{boot,cobd,cofs,net}.sh do the runs; the
 //! scenarios are harness/benches/bench-*.toml, outside ci-boot: benchmarks are
 //! never tests). The host VM prints
 //! `COLINUX-BENCH monitor=M round=R key=value...` lines; this module averages
@@ -19,6 +19,8 @@ pub enum HostBench {
     Boot,
     /// cobd throughput and IOPS.
     Cobd,
+    /// cofs (virtio-fs) throughput and metadata operations per second.
+    Cofs,
     /// TCP throughput over TAP and slirp.
     Net,
 }
@@ -28,6 +30,7 @@ impl HostBench {
         match self {
             HostBench::Boot => "boot",
             HostBench::Cobd => "cobd",
+            HostBench::Cofs => "cofs",
             HostBench::Net => "net",
         }
     }
@@ -87,6 +90,17 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
                 num("mibps").map(|v| (format!("{mode} 1M"), "MiB/s", v))
             } else {
                 num("iops").map(|v| (format!("{mode} 4k QD1"), "IOPS", v))
+            };
+            s.into_iter().collect()
+        }
+        HostBench::Cofs => {
+            let Some(mode) = l.fields.get("mode") else {
+                return vec![];
+            };
+            let s = if mode.starts_with("seq-") {
+                num("mibps").map(|v| (format!("cofs {mode} 1M"), "MiB/s", v))
+            } else {
+                num("opsps").map(|v| (format!("cofs {mode}"), "ops/s", v))
             };
             s.into_iter().collect()
         }
@@ -191,7 +205,7 @@ pub fn json(rows: &Rows, unsupported: &BTreeMap<String, String>) -> serde_json::
     serde_json::json!({ "rows": rows, "unsupported": unsupported })
 }
 
-/// Run `bench cobd|net` with `rounds` boots per monitor; prints the table.
+/// Run `bench boot|cobd|cofs|net` with `rounds` boots per monitor; prints the table.
 ///
 /// Each round is its own host VM running qemu then colinux, so the two
 /// monitors of a round share a host VM, and a host VM that breaks down (see
@@ -306,6 +320,52 @@ mod tests {
     }
 
     #[test]
+    fn cofs_rows_throughput_and_metadata_rates() {
+        let l = lines(
+            "COLINUX-BENCH monitor=qemu round=1 mode=seq-write bytes=1 ops=1 secs=1 mibps=200.00 opsps=200\n\
+             COLINUX-BENCH monitor=colinux round=1 mode=seq-write bytes=1 ops=1 secs=1 mibps=300.00 opsps=300\n\
+             COLINUX-BENCH monitor=qemu round=1 mode=create bytes=0 ops=2000 secs=1 mibps=0.00 opsps=4000\n\
+             COLINUX-BENCH monitor=qemu round=2 mode=create bytes=0 ops=2000 secs=1 mibps=0.00 opsps=2000\n\
+             COLINUX-BENCH monitor=colinux round=1 mode=create bytes=0 ops=2000 secs=1 mibps=0.00 opsps=1500\n\
+             COLINUX-BENCH monitor=colinux round=1 mode=stat bytes=0 ops=2000 secs=1 mibps=0.00 opsps=9000\n\
+             COLINUX-BENCH monitor=qemu round=1 mode=unlink error=x\n\
+             COLINUX-BENCH monitor=qemu round=1 mode=mount error=no_such_device\n",
+        );
+        let (rows, un) = collect(HostBench::Cofs, &l);
+        assert!(un.is_empty());
+        // Throughput in MiB/s, metadata in operations per second.
+        assert_eq!(rows["cofs seq-write 1M"].0, "MiB/s");
+        assert_eq!(rows["cofs create"].0, "ops/s");
+        assert_eq!(rows["cofs create"].1["qemu"], vec![4000.0, 2000.0]);
+        // An error line is no sample: neither unlink nor mount has a row.
+        assert_eq!(
+            rows.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["cofs create", "cofs seq-write 1M", "cofs stat"]
+        );
+        let t = table(&rows, &un);
+        assert!(
+            t.lines().any(|r| r.starts_with("cofs seq-write 1M")
+                && r.contains("MiB/s")
+                && r.contains("1.50")),
+            "{t}"
+        );
+        assert!(
+            t.lines().any(|r| r.starts_with("cofs create")
+                && r.contains("3000.0")
+                && r.contains("1500.0")
+                && r.contains("0.50")),
+            "{t}"
+        );
+        assert!(
+            t.lines().any(|r| r.starts_with("cofs stat")
+                && r.contains("failed")
+                && r.contains("9000.0")
+                && r.contains("n/a")),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn boot_rows_time_and_memory() {
         let l = lines(
             "COLINUX-BENCH monitor=qemu round=1 boot_s=4.000 rss_kb=204800 hwm_kb=307200\n\
@@ -339,7 +399,12 @@ mod tests {
 
     #[test]
     fn bench_scenarios_load_and_have_their_scripts() {
-        for what in [HostBench::Boot, HostBench::Cobd, HostBench::Net] {
+        for what in [
+            HostBench::Boot,
+            HostBench::Cobd,
+            HostBench::Cofs,
+            HostBench::Net,
+        ] {
             let name = format!("bench-{}", what.name());
             let root = paths::workspace_root();
             let s = scenario::load(&root.join(format!("harness/benches/{name}.toml"))).unwrap();
