@@ -24,6 +24,24 @@ pub struct BlockDevice {
     pub aliases: Vec<String>,
 }
 
+/// One `cofsN=DIR[,ro]` host directory share (virtio-fs, tag `cofsN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CofsShare {
+    /// N of cofsN.
+    pub index: u32,
+    /// Host directory shared.
+    pub path: String,
+    /// `,ro`: the guest may read but not change anything.
+    pub read_only: bool,
+}
+
+impl CofsShare {
+    /// The virtio-fs tag the guest mounts (`mount -t virtiofs cofsN DIR`).
+    pub fn tag(&self) -> String {
+        format!("cofs{}", self.index)
+    }
+}
+
 /// The kind of an `ethN=` network device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetKind {
@@ -76,6 +94,8 @@ pub struct Conf {
     pub block_devices: Vec<BlockDevice>,
     /// ethN= sorted by index.
     pub network: Vec<NetDevice>,
+    /// cofsN= sorted by index.
+    pub cofs: Vec<CofsShare>,
     /// Every other word, in order.
     pub kernel_cmdline: String,
 }
@@ -123,12 +143,23 @@ pub fn parse(text: &str) -> Result<Conf, ConfError> {
         })
         .collect();
     network.sort_by_key(|n| n.index);
+    let mut cofs: Vec<CofsShare> = c
+        .cofs
+        .iter()
+        .map(|s| CofsShare {
+            index: s.index,
+            path: path(&s.path),
+            read_only: s.read_only,
+        })
+        .collect();
+    cofs.sort_by_key(|s| s.index);
     Ok(Conf {
         kernel: path(&c.kernel),
         initrd: c.initrd.as_ref().map(path),
         mem_mib: c.mem_mib,
         block_devices,
         network,
+        cofs,
         kernel_cmdline: c.kernel_cmdline.clone(),
     })
 }
@@ -153,6 +184,26 @@ mod tests {
         assert_eq!(c.network[0].redirections[1].count, 3);
         assert_eq!(c.network[1].host_interface.as_deref(), Some("tap0"));
         assert_eq!(c.kernel_cmdline, "root=/dev/cobd0 console=ttyS0");
+    }
+
+    #[test]
+    fn cofs_shares_with_read_only_flag() {
+        let c = parse("kernel=/k cofs3=/work/b,ro cofs0=/work/a cofs1=rel,rw").unwrap();
+        let got: Vec<(u32, &str, bool)> = c
+            .cofs
+            .iter()
+            .map(|s| (s.index, s.path.as_str(), s.read_only))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "/work/a", false),
+                (1, "/work/rel", false),
+                (3, "/work/b", true)
+            ]
+        );
+        assert_eq!(c.cofs[2].tag(), "cofs3");
+        assert_eq!(c.kernel_cmdline, "");
     }
 
     #[test]

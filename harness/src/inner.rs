@@ -1,9 +1,10 @@
 //! The inner QEMU reference monitor: the same devices the daemon gives, derived
 //! from the same colinux.conf, as a `qemu-system-x86_64 -accel kvm` argument list
-//! (run inside the host VM) plus the shell lines that must prepare the host VM's
-//! network interfaces before it starts.
+//! (run inside the host VM) plus the shell lines that must prepare the host VM
+//! before it starts: network interfaces, and a `virtiofsd` per `cofsN=` share.
 
 use crate::conf::{Conf, NetKind};
+use crate::qemu::shell_quote;
 
 /// Where the inner QEMU finds its firmware inside the host VM.
 pub const FIRMWARE_DIR: &str = "/usr/share/colinux-fw";
@@ -13,8 +14,14 @@ pub const FIRMWARE_DIR: &str = "/usr/share/colinux-fw";
 pub struct InnerQemu {
     /// argv, starting with the program name.
     pub argv: Vec<String>,
-    /// Shell lines to run in the host VM before each boot (TAP/bridge set-up).
+    /// Shell lines to run in the host VM before each boot (TAP/bridge set-up,
+    /// virtiofsd started; sourced after /etc/colinux/host-lib.sh).
     pub prepare: Vec<String>,
+}
+
+/// The vhost-user socket of share `tag` inside the host VM.
+pub fn cofs_socket(tag: &str) -> String {
+    format!("/run/{tag}.sock")
 }
 
 /// Default MAC for ethN when the conf gives none (classic coLinux used 00:FF:..).
@@ -52,8 +59,9 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
     ] {
         p(s);
     }
+    let mem_mib = conf.mem_mib.unwrap_or(128);
     p("-m");
-    p(&conf.mem_mib.unwrap_or(128).to_string());
+    p(&mem_mib.to_string());
     p("-kernel");
     p(&conf.kernel);
     if let Some(i) = &conf.initrd {
@@ -149,6 +157,37 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
         p("-device");
         p(&format!("virtio-net-pci,netdev={id},mac={mac},romfile="));
     }
+    if !conf.cofs.is_empty() {
+        // vhost-user-fs: virtiofsd maps the guest RAM, so it must be a shared
+        // memfd (only then: other guests keep QEMU's own RAM).
+        p("-object");
+        p(&format!(
+            "memory-backend-memfd,id=mem,size={mem_mib}M,share=on"
+        ));
+        p("-machine");
+        p("memory-backend=mem");
+    }
+    for s in &conf.cofs {
+        let tag = s.tag();
+        let sock = cofs_socket(&tag);
+        let mut daemon = vec![
+            "virtiofsd".to_string(),
+            format!("--socket-path={sock}"),
+            format!("--shared-dir={}", s.path),
+            "--sandbox=chroot".to_string(),
+        ];
+        if s.read_only {
+            daemon.push("--readonly".to_string());
+        }
+        // host-lib.sh's colinux_virtiofsd: stops a stale one of an earlier
+        // boot, starts this one in the background, waits for its socket.
+        let words: Vec<String> = daemon.iter().map(|w| shell_quote(w)).collect();
+        prepare.push(format!("colinux_virtiofsd {tag} {}", words.join(" ")));
+        p("-chardev");
+        p(&format!("socket,id={tag},path={sock}"));
+        p("-device");
+        p(&format!("vhost-user-fs-pci,chardev={tag},tag={tag}"));
+    }
     InnerQemu { argv: a, prepare }
 }
 
@@ -190,5 +229,48 @@ mod tests {
         );
         assert!(s.contains("-m 96"));
         assert_eq!(q.prepare.len(), 1);
+        // No share: QEMU's own RAM, as before.
+        assert!(!s.contains("memory-backend"), "{s}");
+        assert!(!s.contains("vhost-user"), "{s}");
+    }
+
+    #[test]
+    fn cofs_shares_map_to_vhost_user_fs_with_virtiofsd() {
+        let c = parse(
+            "kernel=/images/vmlinuz mem=96 cofs0=/work/share cofs1=\"/work/my share\",ro \
+             console=ttyS0",
+        )
+        .unwrap();
+        let q = inner_qemu(&c, &|_| false);
+        let s = q.argv.join(" ");
+        assert!(
+            s.contains(
+                "-object memory-backend-memfd,id=mem,size=96M,share=on -machine memory-backend=mem"
+            ),
+            "{s}"
+        );
+        for n in [0, 1] {
+            assert!(
+                s.contains(&format!(
+                    "-chardev socket,id=cofs{n},path=/run/cofs{n}.sock \
+                     -device vhost-user-fs-pci,chardev=cofs{n},tag=cofs{n}"
+                )),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            q.prepare,
+            vec![
+                "colinux_virtiofsd cofs0 virtiofsd --socket-path=/run/cofs0.sock \
+                 --shared-dir=/work/share --sandbox=chroot"
+                    .to_string(),
+                "colinux_virtiofsd cofs1 virtiofsd --socket-path=/run/cofs1.sock \
+                 '--shared-dir=/work/my share' --sandbox=chroot --readonly"
+                    .to_string(),
+            ]
+        );
+        // The memory backend comes once, whatever the number of shares.
+        assert_eq!(s.matches("memory-backend-memfd").count(), 1);
+        assert!(s.contains("-append console=ttyS0"), "{s}");
     }
 }

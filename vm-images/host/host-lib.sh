@@ -76,3 +76,35 @@ bench_rounds() {
         rnd=$((rnd + 1))
     done
 }
+
+# colinux_virtiofsd TAG VIRTIOFSD ARGS...: the inner QEMU's side of share TAG
+# (prepare.sh, before each boot). A virtiofsd of an earlier boot still holding
+# TAG's socket (its QEMU never connected) is stopped first; this one runs in
+# the background (it ends by itself when QEMU disconnects), logging to
+# /work/out/virtiofsd-TAG.log; returns once its socket is there, or fails
+# with the log's tail when it dies or no socket comes within 10 s.
+colinux_virtiofsd() {
+    tag="$1"; shift
+    sock="/run/$tag.sock"; log="/work/out/virtiofsd-$tag.log"
+    old=$(cat "$sock.pid" 2>/dev/null)
+    if [ -n "$old" ] && kill -0 "$old" 2>/dev/null; then
+        echo "colinux_virtiofsd: stopping the virtiofsd of an earlier boot (pid $old)"
+        kill "$old" 2>/dev/null
+        i=0
+        while kill -0 "$old" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -9 "$old" 2>/dev/null
+    fi
+    rm -f "$sock" "$sock.pid"
+    echo "=== boot ${BOOT:-?}: $*" >> "$log"
+    "$@" >> "$log" 2>&1 < /dev/null &
+    pid=$!
+    i=0
+    while [ ! -S "$sock" ]; do
+        if ! kill -0 "$pid" 2>/dev/null || [ $i -ge 100 ]; then
+            check "virtiofsd-$tag" FAIL "no socket $sock from: $* ($(tail -3 "$log" | tr '\n' ' '))"
+            return 1
+        fi
+        sleep 0.1; i=$((i + 1))
+    done
+    echo "colinux_virtiofsd: $tag on $sock (pid $pid)"
+}

@@ -6,6 +6,7 @@ pub mod distro;
 pub mod extras;
 pub mod kernel;
 pub mod stage;
+pub mod virtiofsd;
 
 use crate::paths;
 use crate::util::{sha256_file, InputHash};
@@ -16,7 +17,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Guest modules, in load order (virtio block and net).
+/// Guest modules, in load order (virtio block and net; fuse and virtiofs for
+/// `cofsN=` shares, `mount -t virtiofs cofsN DIR`).
 pub const GUEST_MODULES: &[&str] = &[
     "virtio_ring",
     "virtio",
@@ -27,6 +29,8 @@ pub const GUEST_MODULES: &[&str] = &[
     "failover",
     "net_failover",
     "virtio_net",
+    "fuse",
+    "virtiofs",
 ];
 
 /// Host-VM modules loaded at boot (plus the guest set, for its work disk).
@@ -366,6 +370,9 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         hin.file(ip)?;
     }
     let e2fsprogs = extras::host_e2fsprogs(&mut hin)?;
+    // The inner QEMU's vhost-user daemon for cofsN= shares (built once).
+    let virtiofsd = virtiofsd::ensure(&dir)?;
+    hin.file(&virtiofsd)?;
     let ssh = which("ssh")?;
     hin.file(&ssh)?.file(&key)?;
     let daemon = match &opts.daemon {
@@ -389,7 +396,7 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     } else {
         step(
             5,
-            "host initramfs: busybox, kvm/tun/veth/bridge, qemu, ssh, colinux-daemon, guest images",
+            "host initramfs: busybox, kvm/tun/veth/bridge, qemu, virtiofsd, ssh, colinux-daemon, guest images",
         );
         let s = Stage::new(dir.join("stage").join("host"))?;
         s.busybox()?;
@@ -414,6 +421,7 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
             s.binary_with_libs(ip, "usr/sbin/ip")?;
         }
         extras::pack_host_e2fsprogs(&s, &e2fsprogs)?;
+        s.binary_with_libs(&virtiofsd, "usr/bin/virtiofsd")?;
         // OpenSSH's client and the key the distro scenario logs in with.
         s.binary_with_libs(&ssh, "usr/bin/ssh")?;
         s.copy(&key, "etc/colinux/distro-key", 0o600)?;

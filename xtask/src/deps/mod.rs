@@ -31,6 +31,10 @@ pub const PACKAGES: &[&str] = &[
     "mmdebstrap",
     // the distro scenario logs in to the system image (ssh, ssh-keygen)
     "openssh-client",
+    // virtiofsd (built from crates.io by the images step, for the inner
+    // QEMU's cofsN= shares) links libseccomp and libcap-ng
+    "libseccomp-dev",
+    "libcap-ng-dev",
     // the host VM and the inner qemu baseline (qemu-system-x86, qemu-utils)
     // come from qemu::ensure, as one consistent set
 ];
