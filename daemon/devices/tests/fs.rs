@@ -33,6 +33,11 @@ struct Share {
 impl Share {
     /// `share/hello` ("hello, host") and, beside the share, `secret`.
     fn new(read_only: bool) -> Share {
+        Self::with_init_flags(read_only, 0).0
+    }
+
+    /// [`Share::new`] whose FUSE_INIT offers `flags`; also returns the INIT reply.
+    fn with_init_flags(read_only: bool, flags: u32) -> (Share, Vec<u8>) {
         let dir = TempDir::new();
         dir.file("secret", b"outside the share");
         std::fs::create_dir(dir.0.join("share")).unwrap();
@@ -50,13 +55,13 @@ impl Share {
             unique: 0,
         };
         let mut init = Vec::new();
-        for v in [7u32, 31, 0x2_0000, 0] {
+        for v in [7u32, 31, 0x2_0000, flags] {
             init.extend_from_slice(&v.to_le_bytes());
         }
         let (err, reply) = s.call(INIT, 0, &init, 256);
         assert_eq!(err, 0, "FUSE_INIT answered");
         assert_eq!(u32::from_le_bytes(reply[0..4].try_into().unwrap()), 7);
-        s
+        (s, reply)
     }
 
     fn share_path(&self, name: &str) -> PathBuf {
@@ -265,4 +270,43 @@ fn a_malformed_request_costs_only_itself() {
     // The device still serves the next request.
     let (err, _, _) = s.lookup(ROOT, b"hello");
     assert_eq!(err, 0);
+}
+
+const BIG_WRITES: u32 = 1 << 5;
+const MAX_PAGES: u32 = 1 << 22;
+const WRITE: u32 = 16;
+
+fn field32(r: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(r[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn init_offers_one_mib_requests_to_a_guest_that_can_take_them() {
+    // InitOut: flags at 12, max_write at 20, max_pages at 28.
+    let (_, plain) = Share::with_init_flags(false, 0);
+    assert_eq!(field32(&plain, 12) & (BIG_WRITES | MAX_PAGES), 0);
+    assert_eq!(field32(&plain, 20), 4096, "4 KiB writes without BIG_WRITES");
+    let (mut s, wide) = Share::with_init_flags(false, BIG_WRITES | MAX_PAGES);
+    assert_eq!(
+        field32(&wide, 12) & (BIG_WRITES | MAX_PAGES),
+        BIG_WRITES | MAX_PAGES
+    );
+    assert_eq!(field32(&wide, 20), 1 << 20, "max_write");
+    assert_eq!(u16::from_le_bytes(wide[28..30].try_into().unwrap()), 256);
+    // And the server takes such a write: 128 KiB in one request.
+    assert_eq!(s.create("big"), 0);
+    let (_, node, _) = s.lookup(ROOT, b"big");
+    let (err, fh) = s.open(node, libc::O_WRONLY);
+    assert_eq!(err, 0);
+    let data: Vec<u8> = (0..128 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut b = Vec::new();
+    b.extend_from_slice(&fh.to_le_bytes());
+    b.extend_from_slice(&0u64.to_le_bytes()); // offset
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(&[0u8; 20]); // write_flags, lock_owner, flags, padding
+    b.extend_from_slice(&data);
+    let (err, r) = s.call(WRITE, node, &b, 8);
+    assert_eq!(err, 0);
+    assert_eq!(field32(&r, 0) as usize, data.len(), "written");
+    assert_eq!(std::fs::read(s.share_path("big")).unwrap(), data);
 }
