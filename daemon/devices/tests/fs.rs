@@ -310,3 +310,26 @@ fn init_offers_one_mib_requests_to_a_guest_that_can_take_them() {
     assert_eq!(field32(&r, 0) as usize, data.len(), "written");
     assert_eq!(std::fs::read(s.share_path("big")).unwrap(), data);
 }
+
+#[test]
+fn attributes_follow_what_the_host_changes() {
+    let mut s = Share::new(false);
+    let (_, node, _) = s.lookup(ROOT, b"hello");
+    // GETATTR: getattr_flags, dummy, fh; AttrOut: attr_valid(8), nsec(4),
+    // dummy(4), then the attributes with the size at 8.
+    let getattr_size = |s: &mut Share| {
+        let (err, r) = s.call(GETATTR, node, &[0u8; 16], 104);
+        assert_eq!(err, 0);
+        assert_eq!(u64::from_le_bytes(r[0..8].try_into().unwrap()), 1, "1 s");
+        u64::from_le_bytes(r[24..32].try_into().unwrap())
+    };
+    assert_eq!(getattr_size(&mut s), 11);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.share_path("hello"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b", again"))
+        .unwrap();
+    assert_eq!(getattr_size(&mut s), 18);
+    let (err, node2, _) = s.lookup(ROOT, b"hello");
+    assert_eq!((err, node2), (0, node), "the same inode");
+}

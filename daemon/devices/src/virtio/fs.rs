@@ -36,6 +36,8 @@ pub const QUEUE_SIZE: u16 = 256;
 /// Longest tag the configuration structure holds (bytes, not NUL-terminated
 /// when full).
 pub const TAG_LEN: usize = 36;
+/// How long the guest may trust a name or an attribute (virtiofsd's default).
+const ATTR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Request queues offered (besides the high-priority queue 0).
 const REQUEST_QUEUES: u32 = 1;
 
@@ -150,9 +152,14 @@ fn open_server(dir: &Path) -> Result<Server<PassthroughFs>, FsError> {
         dir: dir.to_path_buf(),
         source,
     };
+    // virtiofsd's `--cache=auto`: close-to-open consistency, names and
+    // attributes trusted for 1 s, so what the host changes shows soon.
     let config = passthrough::Config {
         root_dir: dir.to_string_lossy().into_owned(),
         do_import: true,
+        cache_policy: passthrough::CachePolicy::Auto,
+        entry_timeout: ATTR_TIMEOUT,
+        attr_timeout: ATTR_TIMEOUT,
         ..Default::default()
     };
     let fs = PassthroughFs::<()>::new(config).map_err(err)?;
