@@ -333,3 +333,29 @@ fn attributes_follow_what_the_host_changes() {
     let (err, node2, _) = s.lookup(ROOT, b"hello");
     assert_eq!((err, node2), (0, node), "the same inode");
 }
+
+#[test]
+fn the_daemon_keeps_its_umask_and_guest_modes_are_kept() {
+    // The device serves on a thread of its own, as in the daemon; this
+    // thread stands for the rest of the daemon, with a umask of 027.
+    // SAFETY (umask): sets the process's file mode mask, returns the old one.
+    let before = unsafe { libc::umask(0o027) };
+    let made = std::thread::spawn(|| {
+        let mut s = Share::new(false);
+        // MKDIR asks for 0755 with the guest's umask 022: the host's 027
+        // must not mask it again (that would give 0750).
+        assert_eq!(s.mkdir("shared"), 0);
+        std::fs::metadata(s.share_path("shared")).unwrap()
+    })
+    .join()
+    .unwrap();
+    let after = unsafe { libc::umask(before) };
+    assert_eq!(
+        after, 0o027,
+        "serving a share leaves the daemon's umask alone"
+    );
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&made.permissions()) & 0o777,
+        0o755
+    );
+}

@@ -113,6 +113,7 @@ impl FsDevice {
     /// Serves one chain; returns the bytes written to the guest.
     fn serve(&mut self, dc: DescriptorChain<&GuestMemoryMmap>, mem: &GuestMemoryMmap) -> u32 {
         self.stats.requests += 1;
+        private_umask();
         if self.read_only {
             if let Some(len) = refuse_change(dc.clone(), mem) {
                 self.stats.refused += 1;
@@ -163,8 +164,42 @@ fn open_server(dir: &Path) -> Result<Server<PassthroughFs>, FsError> {
         ..Default::default()
     };
     let fs = PassthroughFs::<()>::new(config).map_err(err)?;
-    fs.import().map_err(err)?;
+    // `import` clears the umask of the whole process (virtiofsd is a process
+    // of its own); the daemon's other files (pid file, logs, sockets) keep
+    // the user's. The threads that serve requests get a umask of their own,
+    // see `private_umask`.
+    // SAFETY: umask only sets the process's file mode mask and returns the old one.
+    let user_umask = unsafe { libc::umask(0o022) };
+    let imported = fs.import();
+    // SAFETY: as above.
+    unsafe { libc::umask(user_umask) };
+    imported.map_err(err)?;
     Ok(Server::new(fs))
+}
+
+thread_local! {
+    static PRIVATE_UMASK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Gives the calling thread its own umask of 0 (`unshare(CLONE_FS)`), once:
+/// the guest sends the mode and umask of what it creates, so the host's must
+/// not mask them again, yet the rest of the daemon keeps the user's umask.
+fn private_umask() {
+    if PRIVATE_UMASK.with(|p| p.replace(true)) {
+        return;
+    }
+    // SAFETY: unshare(CLONE_FS) gives this thread a private copy of its
+    // cwd/root/umask; umask then sets that copy. Neither touches memory.
+    let own = unsafe { libc::unshare(libc::CLONE_FS) } == 0;
+    if own {
+        // SAFETY: as above.
+        unsafe { libc::umask(0) };
+    } else {
+        tracing::warn!(
+            "cofs: no thread-private umask ({}): files the guest creates lose the bits of the daemon's umask",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 /// The guest's `FUSE_INIT` flags when `dc` is an INIT request.
