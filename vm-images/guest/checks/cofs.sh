@@ -11,7 +11,8 @@
 # out of the share, is refused every change on cofs1, and sees what the host
 # writes while it runs (host `during`: after the guest made guest-waiting it
 # writes from-host and grows host-grows). The host's `check` phase verifies
-# the guest's work on the host side.
+# the guest's work on the host side. The scenario boots twice (the inner
+# QEMU's virtiofsd is started anew for each boot): this runs twice.
 C=/mnt/c
 RO=/mnt/ro
 # Guest-made content whose SHA-256 both sides compute the same way.
@@ -57,9 +58,14 @@ drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 mount_share mount-cofs0 cofs0 "$C"
 mount_share mount-cofs1 cofs1 "$RO"
+# The scenario boots twice on the same shares: what an earlier boot made goes.
+rm -rf "$C/new.txt" "$C/written.bin" "$C/append.txt" "$C/after-rename" "$C/link-a" \
+    "$C/link-b" "$C/sym" "$C/abs-sym" "$C/kept-dir" "$C/mode-file"
+# host-grows as it is before the host knows we are here (read first: the
+# host grows it as soon as guest-waiting appears).
+HOST_GROWS_BEFORE=$(cat "$C/host-grows" 2>&1 | tr '\n' ' ' | sed 's/ $//')
 # Tell the host we are here (it answers with from-host, see the end).
 echo "guest $(cut -d' ' -f1 /proc/uptime)" > "$C/guest-waiting"
-HOST_GROWS_BEFORE=$(cat "$C/host-grows" 2>&1)
 
 # --- the read-write share: every kind of change, checked after the guest's
 # caches are dropped (so the answers come from the host).
@@ -159,6 +165,9 @@ i=0
 while [ "$(cat "$C/host-grows" 2>/dev/null | tr '\n' ' ')" != "v1 v2 " ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 check_eq host-change-seen "v1 -> v1 v2" "$HOST_GROWS_BEFORE -> $(cat "$C/host-grows" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
 
+# One line a boot: the host's check counts them (a boot that died early
+# reports nothing, and this scenario boots twice).
+echo "boot done at $(cut -d' ' -f1 /proc/uptime)" >> "$C/boots.done"
 sync
 umount "$C" && umount "$RO"
 check_eq umount "" "$(grep virtiofs /proc/mounts)"

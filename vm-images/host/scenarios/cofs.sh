@@ -7,9 +7,10 @@
 #   rel-escape -> ../outside, up -> ../../../../../..;
 #   share-ro: ro.bin (SHA-256 colinux.rosha), hello.txt, dir/;
 #   /work/outside/secret, outside both shares: "COFS-SECRET <random>".
-# during: once the guest made share/guest-waiting, writes share/from-host and
-#   grows share/host-grows (the guest waits for both).
-# check: the guest's changes as the host sees them, the read-only share and
+# during (each of the two boots): clears what the last boot left, then once
+#   the guest made share/guest-waiting, writes share/from-host and grows
+#   share/host-grows (the guest waits for both).
+# check (after the second boot): the guest's changes as the host sees them, the read-only share and
 #   the outside directory unchanged, big.bin unchanged.
 . /etc/colinux/host-lib.sh
 S=/work/share
@@ -65,6 +66,10 @@ setup)
     fi
     ;;
 during)
+    # Each boot starts from no guest-waiting / from-host and host-grows "v1"
+    # (the guest needs 10+ s to mount the share: this comes first).
+    rm -f "$S/guest-waiting" "$S/from-host"
+    printf 'v1\n' > "$S/host-grows"
     i=0
     while [ ! -e "$S/guest-waiting" ] && [ $i -lt $((${BOOT_TIMEOUT:-180} * 10)) ]; do
         sleep 0.1; i=$((i + 1))
@@ -96,6 +101,7 @@ check)
         "$([ -d "$S/kept-dir" ] && echo kept-dir) $(cat "$S/kept-dir/inner.txt" 2>&1), gone-dir $([ -e "$S/gone-dir" ] && echo present || echo absent)"
     check_eq host-modes "640 750" "$(stat -c %a "$S/mode-file" 2>&1) $(stat -c %a "$S/kept-dir" 2>&1)"
     check_eq host-big-unchanged "$(confarg colinux.big)" "$(sha256sum < "$S/big.bin" | cut -d' ' -f1)"
+    check_eq host-every-boot "${BOOTS:-1}" "$(wc -l < "$S/boots.done" 2>/dev/null | tr -d ' ')"
     check_eq host-guest-was-here yes "$([ -f "$S/guest-waiting" ] && echo yes || echo no)"
     check_tree host-ro-unchanged "$RO" /tmp/cofs-ro.before
     check_tree host-outside-unchanged "$OUT" /tmp/cofs-outside.before
