@@ -318,21 +318,15 @@ impl VirtioDevice for BlockDevice {
         queues: &mut [Queue],
         mem: &GuestMemoryMmap,
     ) -> Completions {
-        let mut done = Completions::default();
-        let Some(queue) = queues.get_mut(index) else {
-            return done;
-        };
-        let used = drain_queue(queue, mem, |parsed| match parsed {
-            Ok(c) => self.execute(&c, mem),
-            Err(e) => {
-                self.stats.malformed += 1;
-                crate::guest_log!(debug, device = %format!("virtio-blk {}", self.serial), error = %e, "malformed request dropped");
-                0
-            }
-        });
-        if used {
-            done.add(index);
-        }
-        done
+        Completions::of_queue(queues, index, |queue| {
+            drain_queue(queue, mem, |parsed| match parsed {
+                Ok(c) => self.execute(&c, mem),
+                Err(e) => {
+                    self.stats.malformed += 1;
+                    crate::guest_log!(debug, device = %format!("virtio-blk {}", self.serial), error = %e, "malformed request dropped");
+                    0
+                }
+            })
+        })
     }
 }

@@ -341,14 +341,9 @@ impl VirtioDevice for FsDevice {
         queues: &mut [Queue],
         mem: &GuestMemoryMmap,
     ) -> Completions {
-        let mut done = Completions::default();
-        let Some(queue) = queues.get_mut(index) else {
-            return done;
-        };
-        if drain_raw_chains(queue, mem, |dc| self.serve(dc, mem)) {
-            done.add(index);
-        }
-        done
+        Completions::of_queue(queues, index, |queue| {
+            drain_raw_chains(queue, mem, |dc| self.serve(dc, mem))
+        })
     }
 }
 

@@ -51,6 +51,21 @@ impl Completions {
     pub fn has(&self, index: usize) -> bool {
         index < 64 && self.0 & (1 << index) != 0
     }
+
+    /// Serves queue `index` of `queues` with `serve` (which says whether it
+    /// used a buffer): that queue marked if so; nothing for an index out of
+    /// range.
+    pub fn of_queue(
+        queues: &mut [Queue],
+        index: usize,
+        serve: impl FnOnce(&mut Queue) -> bool,
+    ) -> Self {
+        let mut done = Completions::default();
+        if queues.get_mut(index).is_some_and(serve) {
+            done.add(index);
+        }
+        done
+    }
 }
 
 /// A device model behind the virtio-pci transport.

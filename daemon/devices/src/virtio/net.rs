@@ -334,30 +334,16 @@ impl VirtioDevice for NetDevice {
         queues: &mut [Queue],
         mem: &GuestMemoryMmap,
     ) -> Completions {
-        let mut done = Completions::default();
         match index {
-            TX_QUEUE => {
-                let Some(q) = queues.get_mut(TX_QUEUE) else {
-                    return done;
-                };
-                if drain_queue(q, mem, |c| {
+            TX_QUEUE => Completions::of_queue(queues, TX_QUEUE, |q| {
+                drain_queue(q, mem, |c| {
                     self.transmit(c, mem);
                     0
-                }) {
-                    done.add(TX_QUEUE);
-                }
-            }
-            RX_QUEUE => {
-                let Some(q) = queues.get_mut(RX_QUEUE) else {
-                    return done;
-                };
-                if self.receive(q, mem, true) {
-                    done.add(RX_QUEUE);
-                }
-            }
-            _ => {}
+                })
+            }),
+            RX_QUEUE => Completions::of_queue(queues, RX_QUEUE, |q| self.receive(q, mem, true)),
+            _ => Completions::default(),
         }
-        done
     }
     fn backend_fd(&self) -> Option<RawFd> {
         (!self.rx_blocked()).then(|| self.backend.ready_fd())
