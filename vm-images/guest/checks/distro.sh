@@ -81,21 +81,3 @@ if [ -n "$model" ] && ! echo "$model" | grep -Eq '^[0-9a-f]+/[0-9a-f]+$'; then
 else
     check cpu-brand FAIL "model name: '$model'"
 fi
-
-# cofs0 (the host's /work/distro-share) through a classic fstab line: mount(8)
-# finds the image's /usr/sbin/mount.cofs, which mounts the virtio-fs tag;
-# coLinux's uid= is dropped with a message. The guest writes a file back.
-mkdir -p /mnt/c
-echo 'cofs0 /mnt/c cofs defaults,uid=1000 0 0' >> /etc/fstab
-said=$(mount /mnt/c 2>&1)
-host=$(cat /mnt/c/from-host 2>&1)
-echo "written by the guest" > /mnt/c/from-guest 2>&1 && sync
-fstype=$(findmnt -no FSTYPE,SOURCE /mnt/c)
-if [ "$host" = "$(arg colinux.share_token)" ] && [ "$fstype" = "virtiofs cofs0" ] &&
-    echo "$said" | grep -q 'uid=1000: not applied'; then
-    check cofs-fstab PASS "fstab 'cofs0 /mnt/c cofs': $fstype, read the host's file, uid= dropped: $said"
-else
-    check cofs-fstab FAIL "mount: $said; $fstype; from-host: $host"
-fi
-umount /mnt/c
-sed -i '/^cofs0 /d' /etc/fstab
