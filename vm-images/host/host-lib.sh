@@ -77,6 +77,24 @@ bench_rounds() {
     done
 }
 
+# bench_guest_run MONITOR ROUND: one boot of a benchmark whose guest measures
+# (the script's run_monitor MONITOR LOG starts the monitor); its COLINUX-BENCH
+# lines are echoed with monitor= and round=, and MONITOR-ROUND asserts that
+# the guest said bench-ran PASS.
+bench_guest_run() {
+    log="$OUT/bench-$1-$2.log"
+    echo "COLINUX-HOST BOOT $2 START $(cut -d' ' -f1 /proc/uptime) $1"
+    run_monitor "$1" "$log"
+    rc=$?
+    echo "COLINUX-HOST BOOT $2 EXIT $rc $(cut -d' ' -f1 /proc/uptime)"
+    tr -d '\r' < "$log" | grep '^COLINUX-BENCH ' | sed "s/^COLINUX-BENCH /COLINUX-BENCH monitor=$1 round=$2 /"
+    if tr -d '\r' < "$log" | grep -q "COLINUX-CHECK [^ ]* bench-ran PASS"; then
+        check "$1-$2" PASS "exit $rc, log $log"
+    else
+        check "$1-$2" FAIL "exit $rc; last line: $(tr -d '\r' < "$log" | grep -v '^$' | tail -n 1 | cut -c1-200)"
+    fi
+}
+
 # colinux_virtiofsd TAG VIRTIOFSD ARGS...: the inner QEMU's side of share TAG
 # (prepare.sh, before each boot). A virtiofsd of an earlier boot still holding
 # TAG's socket (its QEMU never connected) is stopped first; this one runs in

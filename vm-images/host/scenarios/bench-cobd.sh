@@ -26,17 +26,7 @@ run_monitor() {
 
 # one MONITOR ROUND: a run, its lines echoed and asserted.
 one() {
-    log="$OUT/bench-$1-$2.log"
-    echo "COLINUX-HOST BOOT $2 START $(cut -d' ' -f1 /proc/uptime) $1"
-    run_monitor "$1" "$log"
-    rc=$?
-    echo "COLINUX-HOST BOOT $2 EXIT $rc $(cut -d' ' -f1 /proc/uptime)"
-    tr -d '\r' < "$log" | grep '^COLINUX-BENCH ' | sed "s/^COLINUX-BENCH /COLINUX-BENCH monitor=$1 round=$2 /"
-    if tr -d '\r' < "$log" | grep -q "COLINUX-CHECK [^ ]* bench-ran PASS"; then
-        check "$1-$2" PASS "exit $rc, log $log"
-    else
-        check "$1-$2" FAIL "exit $rc; last line: $(tr -d '\r' < "$log" | grep -v '^$' | tail -n 1 | cut -c1-200)"
-    fi
+    bench_guest_run "$1" "$2"
 }
 
 case "$1" in
