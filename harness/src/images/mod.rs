@@ -229,6 +229,7 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     let gin = InputHash::default()
         .text("kernel", &kin)
         .text("modules", &GUEST_MODULES.join(","))
+        .text("format", "cpio.gz")
         .file(&busybox)?
         .file(&blkid)?
         .tree(&guest_dir)?
@@ -280,7 +281,7 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         step(2, "guest initramfs (cached)");
     } else {
         step(2, "guest initramfs: busybox, virtio modules, agent");
-        guest_stage("guest", false)?.cpio(&dir.join("guest-initrd.img"))?;
+        guest_stage("guest", false)?.cpio_gz(&dir.join("guest-initrd.img"))?;
     }
     images.insert(
         "guest-initrd".into(),
