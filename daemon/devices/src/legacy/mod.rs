@@ -4,6 +4,7 @@
 
 pub mod i8042;
 pub mod power;
+pub mod scancode;
 pub mod serial;
 
 use std::sync::Arc;
