@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod daemonize;
+pub mod keys;
 pub mod protocol;
 pub mod server;
 
