@@ -26,9 +26,8 @@ impl std::fmt::Display for Unhonoured {
     }
 }
 
-const NO_SCREEN: &str = "there is no console window yet (the console is the host terminal)";
-
-/// Every setting in `config` the daemon accepts but does not honour.
+/// Every setting in `config` the daemon accepts but does not honour (or
+/// honours only in part).
 pub fn list(config: &Config) -> Vec<Unhonoured> {
     let mut out = Vec::new();
     let mut add = |key: String, value: String, why| out.push(Unhonoured { key, value, why });
@@ -48,19 +47,7 @@ pub fn list(config: &Config) -> Vec<Unhonoured> {
             );
         }
     }
-    if let Some(c) = &config.console {
-        add("cocon".into(), c.clone(), NO_SCREEN);
-    }
-    if let Some(c) = config.cursor {
-        add("cursor".into(), c.to_string(), NO_SCREEN);
-    }
-    if let Some(c) = &config.color {
-        add(
-            "color".into(),
-            format!("{},{}", c.foreground, c.background),
-            NO_SCREEN,
-        );
-    }
+    out.extend(crate::vmm::screen::problems(config));
     out
 }
 
@@ -161,21 +148,22 @@ mod tests {
              cofs0=/home cofs3=/tmp setcobd=async cocon=100x40 cursor=50 color=white,blue \
              ttys1=/dev/ttyUSB0,\"BAUD=9600\" root=/dev/cobd0",
         );
-        assert_eq!(
-            keys_of(&c),
-            vec!["setcobd", "ttys1", "cocon", "cursor", "color"]
-        );
+        // The screen words are honoured (see vmm::screen).
+        assert_eq!(keys_of(&c), vec!["setcobd", "ttys1"]);
         let msgs: Vec<String> = list(&c).iter().map(ToString::to_string).collect();
         assert!(msgs[0].starts_with("setcobd=async: "), "{msgs:?}");
         assert!(msgs[1].starts_with("ttys1=/dev/ttyUSB0,\"BAUD=9600\": line parameters"));
-        assert_eq!(msgs[3], format!("cursor=50: {NO_SCREEN}; ignored"));
-        assert_eq!(msgs[4], format!("color=white,blue: {NO_SCREEN}; ignored"));
+        // ... except a screen larger than VGA text mode has, or a bright background.
+        let c = conf("kernel=vmlinux cocon=300x100 color=white,lightblue");
+        let msgs: Vec<String> = list(&c).iter().map(ToString::to_string).collect();
+        assert_eq!(keys_of(&c), vec!["cocon", "color"], "{msgs:?}");
+        assert!(msgs[0].starts_with("cocon=300x100: larger than a VGA text screen"));
     }
 
     #[test]
     fn a_plain_config_has_nothing_ignored() {
         let c = conf(
-            "kernel=vmlinux cobd0=root.fs eth0=slirp setcobd=sync ttys0=pty cofs0=/srv cofs1=/x,ro ro",
+            "kernel=vmlinux cobd0=root.fs eth0=slirp setcobd=sync ttys0=pty cofs0=/srv cofs1=/x,ro cocon=100x30 cursor=20 color=black,lightgray ro",
         );
         assert!(list(&c).is_empty(), "{:?}", list(&c));
     }

@@ -12,8 +12,13 @@ use colinux_daemon::console_server::{self, client};
 #[command(
     name = "colinux-console",
     version,
-    about = "Attach to a running coLinux daemon's console (Ctrl-] then d detaches)",
-    after_help = "Sockets live in $XDG_RUNTIME_DIR/colinux/ (or /run/colinux/).\n\
+    about = "Attach to a running coLinux daemon's console: its serial log or its screen \
+             (Ctrl-] then d detaches)",
+    after_help = "Keys after Ctrl-]: d detach, s switch between the screen and the serial log, \
+                  1..6 Alt-F1..F6 (tty1..tty6), Ctrl-] a Ctrl-] for the guest.\n\
+                  On the screen, typed keys go to the guest's keyboard; on the serial log, \
+                  to its ttyS0.\n\
+                  Sockets live in $XDG_RUNTIME_DIR/colinux/ (or /run/colinux/).\n\
                   Exit status: 0 detached or the daemon ended, 1 no such daemon or an error, 2 usage."
 )]
 struct Args {
@@ -30,8 +35,16 @@ struct Args {
     #[arg(long, conflicts_with = "attach")]
     list: bool,
     /// Detach this many seconds after attaching (for scripts).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", conflicts_with = "screen")]
     detach_after: Option<f64>,
+    /// Print the guest's screen (its current virtual terminal) as text,
+    /// one line per row, and exit.
+    #[arg(long, requires = "attach", conflicts_with = "vt")]
+    screen: bool,
+    /// Show the guest's screen first (the classic console window) instead of
+    /// its serial log; typed keys go to its keyboard.
+    #[arg(long, requires = "attach")]
+    vt: bool,
 }
 
 fn main() -> ExitCode {
@@ -57,7 +70,31 @@ fn main() -> ExitCode {
         .detach_after
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64);
-    match client::attach(&socket, &target, after) {
+    if args.screen {
+        return match client::snapshot(&socket) {
+            Ok(Some(s)) => {
+                print!("{}", console_server::screen::to_text(&s));
+                ExitCode::SUCCESS
+            }
+            Ok(None) => {
+                eprintln!("colinux-console: the daemon `{target}` has no screen to show");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!(
+                    "colinux-console: reading the screen of `{target}` ({}): {e}",
+                    socket.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let view = if args.vt {
+        client::View::Screen
+    } else {
+        client::View::Serial
+    };
+    match client::attach(&socket, &target, after, view) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(

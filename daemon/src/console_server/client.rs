@@ -2,58 +2,41 @@
 //!
 //! Attaching puts the terminal in raw mode (only when stdin is a terminal;
 //! the raw-mode code is [`crate::vmm::console::RawTerminal`]) and prints the
-//! escape hint. Keys: `Ctrl-]` then `d` detaches (the guest keeps running),
-//! `Ctrl-]` `Ctrl-]` sends one `Ctrl-]`, `Ctrl-]` and any other key sends both.
-//! The window size goes to the daemon on attach and on SIGWINCH.
+//! escape hint ([`super::escape`]: `Ctrl-]` then `d` detaches, `s` switches
+//! between the guest's VGA screen and its serial log, `1`..`6` picks
+//! tty1..tty6). The window size goes to the daemon on attach and on SIGWINCH.
+//!
+//! Two views: the **serial log** (the guest's ttyS0; typed bytes go to the
+//! serial line) and the **screen** (the guest's current virtual terminal,
+//! drawn with its colours and cursor; typed bytes become key presses for its
+//! PS/2 keyboard, [`super::keys`]). Both run all the time: the serial output
+//! received while the screen shows is kept (the last [`SERIAL_KEPT`] bytes)
+//! and shown on switching back.
 //!
 //! From a script (stdin not a terminal): no raw mode; the input is sent as it
 //! comes and the escape works in it too (`printf 'ls\n\035d'`); at the end of
 //! the input the console keeps watching until `--detach-after SECONDS` (counted
 //! from the attach) runs out, the daemon ends, or a signal stops it.
+//! [`snapshot`] reads the screen once (`colinux-console --screen`).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use colinux_devices::legacy::vga::TextScreen;
+
+use super::keys::{alt_function_key, KeyEncoder};
 use super::protocol::{self, Info};
+use super::screen;
 
-/// `Ctrl-]`, the escape key.
-pub const ESCAPE: u8 = 0x1d;
+/// Bytes of serial output kept while the screen shows.
+pub const SERIAL_KEPT: usize = 64 * 1024;
 
-/// The escape hint printed on attach.
-pub const HINT: &str = "Ctrl-] then d detaches";
-
-/// Splits typed bytes into what goes to the guest and a detach request.
-#[derive(Debug, Default)]
-pub struct Escape {
-    pending: bool,
-}
-
-impl Escape {
-    /// Feeds typed bytes: (bytes for the guest, whether `Ctrl-] d` was typed;
-    /// bytes after it are dropped).
-    pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
-        let mut out = Vec::with_capacity(input.len());
-        for &b in input {
-            if self.pending {
-                self.pending = false;
-                match b {
-                    b'd' | b'D' => return (out, true),
-                    ESCAPE => out.push(ESCAPE),
-                    other => out.extend([ESCAPE, other]),
-                }
-            } else if b == ESCAPE {
-                self.pending = true;
-            } else {
-                out.push(b);
-            }
-        }
-        (out, false)
-    }
-}
+pub use super::escape::{Escape, Piece, ESCAPE, HINT};
 
 /// The socket for `PID` or `NAME` in `dir`, or a clear message when there is none.
 pub fn resolve(dir: &Path, target: &str) -> Result<PathBuf, String> {
@@ -205,17 +188,114 @@ pub enum End {
     Closed,
 }
 
+/// What an attached console shows first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The guest's serial console (ttyS0).
+    Serial,
+    /// The guest's VGA text screen (its current virtual terminal).
+    Screen,
+}
+
 enum Event {
     Detach,
     Closed,
     StdinEof,
 }
 
-/// Attaches to the console at `socket` ("`label`" in messages) until detached.
-pub fn attach(socket: &Path, label: &str, detach_after: Option<Duration>) -> io::Result<End> {
+/// Reads the guest's screen once; `Ok(None)` when the daemon has none.
+pub fn snapshot(socket: &Path) -> io::Result<Option<TextScreen>> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    protocol::write_frame(&mut s, protocol::SNAPSHOT, &[])?;
+    match protocol::read_frame(&mut s)? {
+        Some((protocol::SCREEN, p)) => screen::decode(&p)
+            .map(Some)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a malformed screen frame")),
+        _ => Ok(None),
+    }
+}
+
+/// What the terminal shows, shared by the thread drawing the daemon's frames
+/// and the one reading keys (which switches the view).
+struct Display {
+    view: View,
+    serial: VecDeque<u8>,
+    screen: Option<TextScreen>,
+    out: io::Stdout,
+}
+
+impl Display {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.out.flush()
+    }
+
+    fn serial(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.serial.extend(bytes);
+        let over = self.serial.len().saturating_sub(SERIAL_KEPT);
+        self.serial.drain(..over);
+        if self.view == View::Serial {
+            self.write(bytes)?;
+        }
+        Ok(())
+    }
+
+    fn draw_screen(&mut self) -> io::Result<()> {
+        if let Some(s) = &self.screen {
+            let a = screen::to_ansi(s, window_size(1));
+            self.write(a.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn screen(&mut self, s: TextScreen) -> io::Result<()> {
+        self.screen = Some(s);
+        if self.view == View::Screen {
+            self.draw_screen()?;
+        }
+        Ok(())
+    }
+
+    /// Switches the view: clears the terminal and shows the other one.
+    fn switch(&mut self, to: View) -> io::Result<()> {
+        self.view = to;
+        self.write(b"\x1b[0m\x1b[2J\x1b[H\x1b[0 q\x1b[?25h")?;
+        match to {
+            View::Screen => self.draw_screen(),
+            View::Serial => {
+                let kept: Vec<u8> = self.serial.iter().copied().collect();
+                self.write(&kept)
+            }
+        }
+    }
+}
+
+/// Waits up to `ms` for input on fd 0.
+fn stdin_ready(ms: i32) -> bool {
+    let mut fds = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1.
+    unsafe { libc::poll(&mut fds, 1, ms) > 0 }
+}
+
+/// Attaches to the console at `socket` ("`label`" in messages), showing
+/// `view` first, until detached.
+pub fn attach(
+    socket: &Path,
+    label: &str,
+    detach_after: Option<Duration>,
+    view: View,
+) -> io::Result<End> {
     let stream = UnixStream::connect(socket)?;
     let mut w = stream.try_clone()?;
     protocol::write_frame(&mut w, protocol::ATTACH, &[])?;
+    if view == View::Screen {
+        protocol::write_frame(&mut w, protocol::VIEW, &[1])?;
+    }
     let stdin_fd = 0;
     // SAFETY: isatty only inspects the descriptor.
     let tty = unsafe { libc::isatty(stdin_fd) } == 1;
@@ -232,24 +312,29 @@ pub fn attach(socket: &Path, label: &str, detach_after: Option<Duration>) -> io:
         crate::vmm::console::restore_terminal();
         prev_hook(info);
     }));
+    let display = Arc::new(Mutex::new(Display {
+        view,
+        serial: VecDeque::new(),
+        screen: None,
+        out: io::stdout(),
+    }));
+    if view == View::Screen {
+        let _ = lock(&display).write(b"\x1b[2J");
+    }
 
     let (tx, rx) = mpsc::channel();
     let mut rd = stream.try_clone()?;
     let tx_out = tx.clone();
+    let shown = display.clone();
     std::thread::spawn(move || {
-        let mut stdout = io::stdout();
         let mut told = false;
         loop {
-            match protocol::read_frame(&mut rd) {
-                Ok(Some((protocol::DATA, bytes))) => {
-                    if stdout
-                        .write_all(&bytes)
-                        .and_then(|()| stdout.flush())
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
+            let r = match protocol::read_frame(&mut rd) {
+                Ok(Some((protocol::DATA, bytes))) => lock(&shown).serial(&bytes),
+                Ok(Some((protocol::SCREEN, p))) => match screen::decode(&p) {
+                    Some(s) => lock(&shown).screen(s),
+                    None => Ok(()),
+                },
                 Ok(Some((protocol::INFO, json))) => {
                     if let Ok(i) = serde_json::from_slice::<Info>(&json) {
                         if !i.typer && !told {
@@ -259,34 +344,65 @@ pub fn attach(socket: &Path, label: &str, detach_after: Option<Duration>) -> io:
                             eprint!("colinux-console: this console types now\r\n");
                         }
                     }
+                    Ok(())
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => Ok(()),
                 Ok(None) | Err(_) => break,
+            };
+            if r.is_err() {
+                break;
             }
         }
         let _ = tx_out.send(Event::Closed);
     });
     let mut kw = stream.try_clone()?;
     let tx_in = tx;
+    let typing = display.clone();
     std::thread::spawn(move || {
         let mut esc = Escape::default();
+        let mut keys = KeyEncoder::default();
         let mut buf = [0u8; 1024];
         let mut stdin = io::stdin();
+        let send = |kw: &mut UnixStream, kind: u8, bytes: &[u8]| {
+            bytes.is_empty() || protocol::write_frame(kw, kind, bytes).is_ok()
+        };
         loop {
             let n = match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => {
+                    send(&mut kw, protocol::KEYS, &keys.flush());
                     let _ = tx_in.send(Event::StdinEof);
                     return;
                 }
                 Ok(n) => n,
             };
-            let (bytes, detach) = esc.feed(&buf[..n]);
-            if !bytes.is_empty() && protocol::write_frame(&mut kw, protocol::DATA, &bytes).is_err()
-            {
-                return;
+            for piece in esc.feed(&buf[..n]) {
+                let ok = match piece {
+                    Piece::Bytes(b) => match lock(&typing).view {
+                        View::Screen => send(&mut kw, protocol::KEYS, &keys.feed(&b)),
+                        View::Serial => send(&mut kw, protocol::DATA, &b),
+                    },
+                    Piece::Terminal(t) => send(&mut kw, protocol::KEYS, &alt_function_key(t)),
+                    Piece::Toggle => {
+                        let mut d = lock(&typing);
+                        let to = match d.view {
+                            View::Screen => View::Serial,
+                            View::Serial => View::Screen,
+                        };
+                        let _ = d.switch(to);
+                        send(&mut kw, protocol::VIEW, &[u8::from(to == View::Screen)])
+                    }
+                    Piece::Detach => {
+                        let _ = tx_in.send(Event::Detach);
+                        return;
+                    }
+                };
+                if !ok {
+                    return;
+                }
             }
-            if detach {
-                let _ = tx_in.send(Event::Detach);
+            // A lone ESC at the end of a read is the Esc key once the
+            // terminal has been quiet a moment (a sequence comes in one go).
+            if !stdin_ready(50) && !send(&mut kw, protocol::KEYS, &keys.flush()) {
                 return;
             }
         }
@@ -308,6 +424,11 @@ pub fn attach(socket: &Path, label: &str, detach_after: Option<Duration>) -> io:
                     &protocol::resize_payload(c, r),
                 );
             }
+            let mut d = lock(&display);
+            if d.view == View::Screen {
+                let _ = d.write(b"\x1b[2J");
+                let _ = d.draw_screen();
+            }
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break End::Detached;
@@ -316,6 +437,15 @@ pub fn attach(socket: &Path, label: &str, detach_after: Option<Duration>) -> io:
     if end == End::Detached {
         let _ = protocol::write_frame(&mut w, protocol::DETACH, &[]);
         let _ = w.flush();
+    }
+    {
+        let mut d = lock(&display);
+        if d.view == View::Screen {
+            // Leave the terminal as found: plain colours, cursor shown, below
+            // the drawn screen.
+            let rows = d.screen.as_ref().map_or(0, |s| s.size.rows);
+            let _ = d.write(format!("\x1b[0m\x1b[0 q\x1b[?25h\x1b[{};1H", rows + 1).as_bytes());
+        }
     }
     drop(raw);
     crate::vmm::console::restore_terminal();
@@ -326,20 +456,13 @@ pub fn attach(socket: &Path, label: &str, detach_after: Option<Duration>) -> io:
     Ok(end)
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_sequences() {
-        let mut e = Escape::default();
-        assert_eq!(e.feed(b"ls\r"), (b"ls\r".to_vec(), false));
-        assert_eq!(e.feed(&[ESCAPE, ESCAPE, b'x']), (vec![ESCAPE, b'x'], false));
-        assert_eq!(e.feed(&[ESCAPE, b'q']), (vec![ESCAPE, b'q'], false));
-        // Split across reads.
-        assert_eq!(e.feed(b"a\x1d"), (b"a".to_vec(), false));
-        assert_eq!(e.feed(b"dzz"), (vec![], true));
-    }
 
     #[test]
     fn resolve_says_what_is_missing() {

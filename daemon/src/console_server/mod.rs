@@ -14,16 +14,19 @@
 //! `colinux-console` client in [`client`], backgrounding in [`daemonize`].
 
 pub mod client;
+pub mod cp437;
 pub mod daemonize;
+pub mod escape;
 pub mod keys;
 pub mod protocol;
+pub mod screen;
 pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use server::{ConsoleServer, InputSink};
+pub use server::{ConsoleServer, InputSink, ScreenSource};
 
 /// The runtime directory: `$XDG_RUNTIME_DIR/colinux` or `/run/colinux`.
 pub fn runtime_dir() -> PathBuf {
@@ -151,20 +154,35 @@ impl Drop for VmLink {
     fn drop(&mut self) {
         if let Some(s) = &self.0 {
             s.set_input(None);
+            s.set_keys(None);
+            s.set_screen(None);
         }
     }
 }
 
+/// What a VM gives the console server besides its serial output.
+pub struct VmConsole {
+    /// The serial line's input (the typer's DATA).
+    pub serial_input: InputSink,
+    /// The keyboard (the typer's KEYS, scan code set 1).
+    pub keys: InputSink,
+    /// The VGA text screen.
+    pub screen: ScreenSource,
+}
+
 /// Connects the installed console server (if any) to a VM: guest output from
-/// `out` is copied to it and its typer's keystrokes go to `input`.
-pub fn link_vm(out: &crate::vmm::console::ConsoleOut, input: InputSink) -> VmLink {
+/// `out` is copied to it, its typer's keystrokes go to the serial line and
+/// key presses to the keyboard, and its consoles see the screen.
+pub fn link_vm(out: &crate::vmm::console::ConsoleOut, vm: VmConsole) -> VmLink {
     let guard = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
     let Some(i) = guard.as_ref() else {
         return VmLink(None);
     };
     let tap = i.tap.clone();
     out.set_tap(Box::new(move |b: &[u8]| tap(b)));
-    i.server.set_input(Some(input));
+    i.server.set_input(Some(vm.serial_input));
+    i.server.set_keys(Some(vm.keys));
+    i.server.set_screen(Some(vm.screen));
     VmLink(Some(i.server.clone()))
 }
 

@@ -8,9 +8,15 @@
 //!   DATA    0x01  bytes            keyboard input (taken only from the typer)
 //!   RESIZE  0x02  cols:u16 rows:u16 (big endian)  the client's window size
 //!   DETACH  0x03  empty            the client leaves; the guest keeps running
+//!   KEYS    0x07  scan codes       key presses for the guest's keyboard, in
+//!                                  scan code set 1 (taken only from the typer)
+//!   VIEW    0x08  u8               1: send SCREEN frames as the screen
+//!                                  changes; 0: stop
+//!   SNAPSHOT 0x0A empty            first frame: answer one SCREEN, then close
 //! server -> client
 //!   DATA    0x01  bytes            guest console output (replay first)
 //!   INFO    0x06  JSON             {pid,name,conf,started,consoles,window,typer}
+//!   SCREEN  0x09  screen           the VGA text screen (see `screen`)
 //! ```
 //!
 //! Unknown kinds are ignored by both sides, so either can grow.
@@ -29,6 +35,15 @@ pub const ATTACH: u8 = 0x04;
 pub const QUERY: u8 = 0x05;
 /// Server status as JSON ([`Info`]).
 pub const INFO: u8 = 0x06;
+
+/// Key presses in scan code set 1 (client to server).
+pub const KEYS: u8 = 0x07;
+/// Whether the client watches the screen: one byte, 1 or 0.
+pub const VIEW: u8 = 0x08;
+/// The VGA text screen (server to client; [`super::screen::encode`]).
+pub const SCREEN: u8 = 0x09;
+/// First frame of a one-shot screen query (`colinux-console --screen`).
+pub const SNAPSHOT: u8 = 0x0a;
 
 /// Largest payload accepted.
 pub const MAX_PAYLOAD: usize = 1 << 20;

@@ -13,6 +13,10 @@
 //!   channel to carry it (no TIOCSWINSZ over a UART), so the typer's size is
 //!   only stored, logged and shown by `colinux-console --list`; run
 //!   `stty cols C rows R` in the guest to match it.
+//! - The guest's VGA text screen: a console that asks (VIEW 1) gets a SCREEN
+//!   frame whenever the screen changed, checked every [`SCREEN_TICK`]; a
+//!   SNAPSHOT connection gets one and is closed. The typer's KEYS go to the
+//!   keyboard as its DATA goes to the serial line.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -24,6 +28,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use colinux_devices::legacy::vga::TextScreen;
+
 use super::protocol::{self, Info};
 
 /// Bytes of guest output kept for consoles that attach late.
@@ -32,10 +38,15 @@ pub const RING: usize = 128 * 1024;
 pub const BACKLOG: usize = 1024 * 1024;
 /// Largest DATA frame the server sends.
 const CHUNK: usize = 32 * 1024;
+/// How often a watched screen is compared with what was last sent.
+pub const SCREEN_TICK: Duration = Duration::from_millis(40);
 
 /// Where keystrokes go: takes what it can, returns how many bytes it took
 /// (the UART FIFO may be full; the rest is offered again).
 pub type InputSink = Arc<dyn Fn(&[u8]) -> usize + Send + Sync>;
+
+/// What the guest's screen shows now.
+pub type ScreenSource = Arc<dyn Fn() -> TextScreen + Send + Sync>;
 
 #[derive(Default)]
 struct Queue {
@@ -101,6 +112,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     input: Mutex<Option<InputSink>>,
+    keys: Mutex<Option<InputSink>>,
+    screen: Mutex<Option<ScreenSource>>,
     ident: Info,
     ring_cap: usize,
     backlog: usize,
@@ -172,8 +185,19 @@ impl Shared {
         self.lock().clients.first().is_some_and(|c| c.id == id)
     }
 
-    fn deliver(&self, out: &ClientOut, mut bytes: &[u8]) {
-        let sink = self.input.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    fn screen_now(&self) -> Option<TextScreen> {
+        let source = self
+            .screen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        source.map(|f| f())
+    }
+
+    /// Hands `bytes` to `sink` (the serial line or the keyboard), waiting
+    /// while it is full, until taken or the console or server goes.
+    fn deliver(&self, sink: &Mutex<Option<InputSink>>, out: &ClientOut, mut bytes: &[u8]) {
+        let sink = sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(sink) = sink else { return };
         while !bytes.is_empty() && !out.is_closed() && !self.stop.load(Ordering::Relaxed) {
             let took = sink(bytes).min(bytes.len());
@@ -196,6 +220,15 @@ impl Shared {
         if first == protocol::QUERY {
             let f = self.info_frame(&self.lock(), false);
             let _ = rd.write_all(&f);
+            return;
+        }
+        if first == protocol::SNAPSHOT {
+            if let Some(s) = self.screen_now() {
+                let _ = rd.write_all(&protocol::encode(
+                    protocol::SCREEN,
+                    &super::screen::encode(&s),
+                ));
+            }
             return;
         }
         if first != protocol::ATTACH {
@@ -232,11 +265,29 @@ impl Shared {
             id
         };
         let writer = spawn_client_writer(out.clone());
+        let watching = Arc::new(AtomicBool::new(false));
+        let mut watcher = None;
         loop {
             match protocol::read_frame(&mut rd) {
                 Ok(Some((protocol::DATA, bytes))) => {
                     if self.is_typer(id) {
-                        self.deliver(&out, &bytes);
+                        self.deliver(&self.input, &out, &bytes);
+                    }
+                }
+                Ok(Some((protocol::KEYS, bytes))) => {
+                    if self.is_typer(id) {
+                        self.deliver(&self.keys, &out, &bytes);
+                    }
+                }
+                Ok(Some((protocol::VIEW, p))) => {
+                    let on = p.first() == Some(&1);
+                    watching.store(on, Ordering::Relaxed);
+                    if on && watcher.is_none() {
+                        watcher = Some(spawn_screen_watcher(
+                            self.clone(),
+                            out.clone(),
+                            watching.clone(),
+                        ));
                     }
                 }
                 Ok(Some((protocol::RESIZE, p))) => {
@@ -269,7 +320,36 @@ impl Shared {
         );
         drop(st);
         let _ = writer.join();
+        if let Some(w) = watcher {
+            let _ = w.join();
+        }
     }
+}
+
+/// Sends `out` the screen whenever it changed while `watching`, until the
+/// console goes.
+fn spawn_screen_watcher(
+    shared: Arc<Shared>,
+    out: Arc<ClientOut>,
+    watching: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut last: Option<Vec<u8>> = None;
+        while !out.is_closed() && !shared.stop.load(Ordering::Relaxed) {
+            if !watching.load(Ordering::Relaxed) {
+                last = None;
+            } else if let Some(s) = shared.screen_now() {
+                let now = super::screen::encode(&s);
+                if last.as_ref() != Some(&now) {
+                    if !out.push(&protocol::encode(protocol::SCREEN, &now)) {
+                        return;
+                    }
+                    last = Some(now);
+                }
+            }
+            std::thread::sleep(SCREEN_TICK);
+        }
+    })
 }
 
 fn spawn_client_writer(out: Arc<ClientOut>) -> JoinHandle<()> {
@@ -331,6 +411,8 @@ impl ConsoleServer {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             input: Mutex::new(None),
+            keys: Mutex::new(None),
+            screen: Mutex::new(None),
             ident,
             ring_cap: ring.max(1),
             backlog: backlog.max(ring + 4096),
@@ -373,6 +455,16 @@ impl ConsoleServer {
     /// Where the typer's keystrokes go (`None`: dropped).
     pub fn set_input(&self, sink: Option<InputSink>) {
         *self.shared.input.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+    }
+
+    /// Where the typer's key presses go (`None`: dropped).
+    pub fn set_keys(&self, sink: Option<InputSink>) {
+        *self.shared.keys.lock().unwrap_or_else(|e| e.into_inner()) = sink;
+    }
+
+    /// Where the screen is read (`None`: no screen to show).
+    pub fn set_screen(&self, source: Option<ScreenSource>) {
+        *self.shared.screen.lock().unwrap_or_else(|e| e.into_inner()) = source;
     }
 
     /// Consoles attached now.

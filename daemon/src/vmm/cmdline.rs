@@ -1,6 +1,6 @@
 //! The guest kernel command line, by the classic rules: the configuration's
-//! leftover words in order, plus what the daemon's machine needs (the serial
-//! console) unless the user already said it.
+//! leftover words in order, plus what the daemon's machine needs (the
+//! consoles, the screen's colours and cursor) unless the user already said it.
 
 /// The names the guest's initramfs gives devices: cobd aliases and NICs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -13,8 +13,12 @@ pub struct DeviceNames {
 
 /// Builds the command line from the configuration words.
 ///
-/// - `console=ttyS0` (and `earlyprintk=serial` only when nothing else is said)
-///   is added unless the words already contain a `console=`;
+/// - `console=tty0 console=ttyS0` is added unless the words already contain
+///   a `console=`: kernel messages go to the screen (the virtual terminals)
+///   and to the serial line, which is `/dev/console` (the last one named), so
+///   init's output and the daemon's terminal, log and harness keep it;
+/// - `screen` words (`vt.color=`, `vt.cur_default=` from `color=`/`cursor=`)
+///   come before the user's, so a user's own `vt.` word wins;
 /// - `-k` (`quiet`) keeps kernel messages off the console: `quiet loglevel=0`
 ///   unless the user set `loglevel=` themselves;
 /// - `reboot=k` is not needed: the daemon serves both the ACPI reset register and
@@ -24,7 +28,12 @@ pub struct DeviceNames {
 /// - each NIC's conf name and MAC reach it as `colinux.eth=eth0@MAC,...`, so
 ///   the guest's initramfs names the interface of `ethN=` `ethN` whatever the
 ///   PCI order or the distribution's naming policy.
-pub fn build(words: &str, suppress_kernel_messages: bool, names: &DeviceNames) -> String {
+pub fn build(
+    words: &str,
+    suppress_kernel_messages: bool,
+    names: &DeviceNames,
+    screen: &[String],
+) -> String {
     let mut parts: Vec<String> = Vec::new();
     let user: Vec<&str> = words.split_whitespace().collect();
     // Everything after a standalone `--` goes to init; daemon words go before it.
@@ -32,6 +41,7 @@ pub fn build(words: &str, suppress_kernel_messages: bool, names: &DeviceNames) -
     let (kernel_words, init_words) = user.split_at(split);
     let has = |prefix: &str| kernel_words.iter().any(|w| w.starts_with(prefix));
     if !has("console=") {
+        parts.push("console=tty0".into());
         parts.push("console=ttyS0".into());
     }
     if suppress_kernel_messages {
@@ -42,6 +52,7 @@ pub fn build(words: &str, suppress_kernel_messages: bool, names: &DeviceNames) -
             parts.push("loglevel=0".into());
         }
     }
+    parts.extend(screen.iter().cloned());
     parts.extend(kernel_words.iter().map(|s| s.to_string()));
     if !names.aliases.is_empty() {
         let list: Vec<String> = names
@@ -69,15 +80,37 @@ mod tests {
     use rstest::rstest;
 
     #[rstest]
-    #[case("root=/dev/cobd0 ro", false, "console=ttyS0 root=/dev/cobd0 ro")]
+    #[case(
+        "root=/dev/cobd0 ro",
+        false,
+        "console=tty0 console=ttyS0 root=/dev/cobd0 ro"
+    )]
     #[case("console=tty0 ro", false, "console=tty0 ro")]
-    #[case("ro", true, "console=ttyS0 quiet loglevel=0 ro")]
-    #[case("ro loglevel=4", true, "console=ttyS0 quiet ro loglevel=4")]
-    #[case("ro -- single", false, "console=ttyS0 ro -- single")]
-    #[case("ro -- console=x", false, "console=ttyS0 ro -- console=x")]
-    #[case("", false, "console=ttyS0")]
+    #[case("ro", true, "console=tty0 console=ttyS0 quiet loglevel=0 ro")]
+    #[case(
+        "ro loglevel=4",
+        true,
+        "console=tty0 console=ttyS0 quiet ro loglevel=4"
+    )]
+    #[case("ro -- single", false, "console=tty0 console=ttyS0 ro -- single")]
+    #[case("ro -- console=x", false, "console=tty0 console=ttyS0 ro -- console=x")]
+    #[case("", false, "console=tty0 console=ttyS0")]
     fn classic_rules(#[case] words: &str, #[case] k: bool, #[case] want: &str) {
-        assert_eq!(build(words, k, &DeviceNames::default()), want);
+        assert_eq!(build(words, k, &DeviceNames::default(), &[]), want);
+    }
+
+    #[test]
+    fn screen_words_come_before_the_users() {
+        let screen = ["vt.color=0x1f".to_string()];
+        assert_eq!(
+            build(
+                "console=ttyS0 vt.color=0x07",
+                false,
+                &DeviceNames::default(),
+                &screen
+            ),
+            "vt.color=0x1f console=ttyS0 vt.color=0x07"
+        );
     }
 
     #[test]
@@ -87,8 +120,8 @@ mod tests {
             nics: vec![(1, "00:ff:c0:11:00:01".to_string())],
         };
         assert_eq!(
-            build("ro -- single", false, &names),
-            "console=ttyS0 ro colinux.alias=hda1:cobd0,sdb:cobd1 \
+            build("ro -- single", false, &names, &[]),
+            "console=tty0 console=ttyS0 ro colinux.alias=hda1:cobd0,sdb:cobd1 \
              colinux.eth=eth1@00:ff:c0:11:00:01 -- single"
         );
     }

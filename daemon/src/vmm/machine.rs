@@ -13,9 +13,10 @@ use anyhow::{bail, Context, Result};
 use colinux_conf::Config;
 use colinux_devices::bus::Bus;
 use colinux_devices::interrupt::InterruptSink;
-use colinux_devices::legacy::i8042::I8042;
+use colinux_devices::legacy::i8042::{I8042, KEYBOARD_IRQ};
 use colinux_devices::legacy::power::AcpiPower;
-use colinux_devices::legacy::serial::SerialPort;
+use colinux_devices::legacy::serial::{IrqEdge, SerialPort};
+use colinux_devices::legacy::vga::{self, TextScreen, VgaText};
 use colinux_devices::legacy::{PowerEvent, PowerSink};
 use colinux_devices::pci::{MmioWindow, PciConfigIo, PciMmio, PciRoot};
 use colinux_driver::acpi;
@@ -94,6 +95,7 @@ impl MachineSpec {
                             .collect()
                     },
                 },
+                &super::screen::kernel_words(config),
             ),
             config: config.clone(),
             slirp_bind: options.slirp_bind.unwrap_or(std::net::Ipv4Addr::LOCALHOST),
@@ -109,6 +111,10 @@ pub struct Machine {
     pub memory: GuestMemoryMmap,
     /// The serial console (host input goes here).
     pub serial: Arc<Mutex<SerialPort<ConsoleOut>>>,
+    /// The keyboard controller (host key presses go here).
+    pub keyboard: Arc<Mutex<I8042>>,
+    /// The VGA text screen's registers (its text lives in guest RAM).
+    pub vga: Arc<Mutex<VgaText>>,
     /// The PCI bus.
     pub pci: Arc<Mutex<PciRoot>>,
     /// Queue doorbells registered as ioeventfds.
@@ -125,6 +131,8 @@ pub struct Machine {
 struct Parts {
     vm: Arc<dyn Vm>,
     serial: Arc<Mutex<SerialPort<ConsoleOut>>>,
+    keyboard: Arc<Mutex<I8042>>,
+    vga: Arc<Mutex<VgaText>>,
     pci: Arc<Mutex<PciRoot>>,
     doorbells: Arc<super::doorbells::Doorbells>,
     pio: Bus,
@@ -162,6 +170,9 @@ impl Machine {
             initrd: spec.initrd.as_deref(),
             cmdline: &spec.cmdline,
             extra_com: super::ttys::extra_com(&spec.config),
+            text_screen: Some(super::screen::boot_mode(super::screen::text_size(
+                &spec.config,
+            ))),
         };
         let (guest, images_ms, parts) = std::thread::scope(|s| -> Result<_> {
             let loader = s.spawn(|| {
@@ -187,6 +198,8 @@ impl Machine {
         let Parts {
             vm,
             serial,
+            keyboard,
+            vga,
             pci,
             doorbells,
             pio,
@@ -204,6 +217,8 @@ impl Machine {
             vm,
             memory,
             serial,
+            keyboard,
+            vga,
             pci,
             doorbells,
             pio,
@@ -249,13 +264,17 @@ impl Machine {
         super::devices::add_devices(&spec.config, spec.slirp_bind, &pci, memory, &irq)?;
         let doorbells = Arc::new(super::doorbells::Doorbells::new(vm.clone(), pci.clone()));
 
+        let keyboard = Arc::new(Mutex::new(I8042::new(
+            power.clone(),
+            Some(IrqEdge::new(irq.clone(), KEYBOARD_IRQ)),
+        )));
+        let vga = Arc::new(Mutex::new(VgaText::new(super::screen::text_size(
+            &spec.config,
+        ))));
         let mut pio = Bus::new();
         pio.insert(serial.clone(), COM1_PORT, 8)?;
-        pio.insert(
-            Arc::new(Mutex::new(I8042::new(power.clone()))),
-            I8042_PORT,
-            5,
-        )?;
+        pio.insert(keyboard.clone(), I8042_PORT, 5)?;
+        pio.insert(vga.clone(), vga::VGA_PORT_BASE, vga::VGA_PORT_COUNT)?;
         pio.insert(
             Arc::new(Mutex::new(AcpiPower::new(
                 acpi::S5_SLEEP_TYPE,
@@ -298,6 +317,8 @@ impl Machine {
         Ok(Parts {
             vm,
             serial,
+            keyboard,
+            vga,
             pci,
             doorbells,
             pio,
@@ -305,6 +326,16 @@ impl Machine {
             cpuid,
             vcpus,
         })
+    }
+
+    /// What the guest's screen shows now (read from guest RAM on each call).
+    pub fn screen_source(&self) -> impl Fn() -> TextScreen + Send + Sync + 'static {
+        let vga = self.vga.clone();
+        let memory = self.memory.clone();
+        move || {
+            let regs = vga.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            regs.snapshot(&memory)
+        }
     }
 
     /// Starts one thread per vCPU.

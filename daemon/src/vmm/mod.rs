@@ -25,6 +25,7 @@ pub mod exit_log;
 pub mod interrupts;
 pub mod machine;
 pub mod reboot;
+pub mod screen;
 pub mod timing;
 pub mod ttys;
 pub mod vcpu;
@@ -144,12 +145,20 @@ pub fn run_spec(
     let out = console::ConsoleOut::default();
     let mut m = machine::Machine::build(spec, tx.clone(), out.clone())?;
     let serial_in = m.serial.clone();
+    let keyboard = m.keyboard.clone();
     let _console_link = crate::console_server::link_vm(
         &out,
-        Arc::new(move |b: &[u8]| {
-            let mut s = serial_in.lock().unwrap_or_else(|e| e.into_inner());
-            s.enqueue_input(b)
-        }),
+        crate::console_server::VmConsole {
+            serial_input: Arc::new(move |b: &[u8]| {
+                let mut s = serial_in.lock().unwrap_or_else(|e| e.into_inner());
+                s.enqueue_input(b)
+            }),
+            keys: Arc::new(move |b: &[u8]| {
+                let mut k = keyboard.lock().unwrap_or_else(|e| e.into_inner());
+                k.send_keys(b)
+            }),
+            screen: Arc::new(m.screen_source()),
+        },
     );
     session.ttys.attach(&mut m)?;
 

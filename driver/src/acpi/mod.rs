@@ -102,13 +102,13 @@ fn gas_io8(port: u16) -> [u8; 12] {
 fn fadt(dsdt: u64) -> Vec<u8> {
     const FLAGS_RESET_REG_SUP: u32 = 1 << 10;
     const FLAGS_HW_REDUCED: u32 = 1 << 20;
-    const BOOT_ARCH_VGA_NOT_PRESENT: u16 = 1 << 2;
+    // An 8042 keyboard controller, a VGA text screen, no CMOS clock.
+    const BOOT_ARCH_8042: u16 = 1 << 1;
     const BOOT_ARCH_NO_CMOS_RTC: u16 = 1 << 5;
     let mut b = vec![0u8; 276 - 36];
     let at = |off: usize| off - 36;
     b[at(40)..at(44)].copy_from_slice(&(dsdt as u32).to_le_bytes());
-    b[at(109)..at(111)]
-        .copy_from_slice(&(BOOT_ARCH_VGA_NOT_PRESENT | BOOT_ARCH_NO_CMOS_RTC).to_le_bytes());
+    b[at(109)..at(111)].copy_from_slice(&(BOOT_ARCH_8042 | BOOT_ARCH_NO_CMOS_RTC).to_le_bytes());
     b[at(112)..at(116)].copy_from_slice(&(FLAGS_RESET_REG_SUP | FLAGS_HW_REDUCED).to_le_bytes());
     b[at(116)..at(128)].copy_from_slice(&gas_io8(RESET_PORT));
     b[at(128)] = RESET_VALUE;
@@ -167,8 +167,18 @@ fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     com1.extend(aml::name("_HID", &aml::eisa_id("PNP0501")));
     com1.extend(aml::name("_UID", &aml::integer(0)));
     com1.extend(aml::name("_CRS", &aml::buffer(&com1_crs)));
+    // The PS/2 keyboard (and no mouse): Linux's i8042 driver finds the
+    // controller through this and probes no AUX port.
+    let mut kbd_crs = res::io(0x60, 1);
+    kbd_crs.extend(res::io(0x64, 1));
+    kbd_crs.extend(res::irq(1));
+    kbd_crs.extend(res::end());
+    let mut kbd = Vec::new();
+    kbd.extend(aml::name("_HID", &aml::eisa_id("PNP0303")));
+    kbd.extend(aml::name("_CRS", &aml::buffer(&kbd_crs)));
     let mut sb = aml::device("PCI0", &pci);
     sb.extend(aml::device("COM1", &com1));
+    sb.extend(aml::device("PS2K", &kbd));
     for (bit, (name, base, irq)) in EXTRA_COM.iter().enumerate() {
         if cfg.extra_com & (1 << bit) == 0 {
             continue;

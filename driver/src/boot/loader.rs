@@ -385,6 +385,36 @@ pub fn build_zero_page(cfg: &ZeroPageConfig<'_>) -> boot_params {
     p
 }
 
+/// A VGA colour text screen the firmware would have left behind (mode 3),
+/// described in the zero page's `screen_info` so the kernel's `vgacon` takes
+/// it: without it the kernel uses its dummy console and the virtual
+/// terminals show nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VgaTextMode {
+    /// Columns.
+    pub cols: u8,
+    /// Rows.
+    pub rows: u8,
+    /// Character cell height in scan lines (16, or 8 for tall screens).
+    pub font_height: u8,
+}
+
+/// Describes `mode` in `p.screen_info`: colour text mode 3 on a VGA
+/// (`orig_video_isVGA` 1, an EGA-class BX), cursor at the top left.
+pub fn set_text_screen(p: &mut boot_params, mode: VgaTextMode) {
+    let si = &mut p.screen_info;
+    si.orig_x = 0;
+    si.orig_y = 0;
+    si.orig_video_page = 0;
+    si.orig_video_mode = 3;
+    si.orig_video_cols = mode.cols;
+    si.orig_video_lines = mode.rows;
+    si.orig_video_isVGA = 1;
+    // BL = 3: EGA-class adapter with 256 KiB (what INT 10h AH=12h reports).
+    si.orig_video_ega_bx = 0x0003;
+    si.orig_video_points = u16::from(mode.font_height);
+}
+
 /// Writes the zero page at [`ZERO_PAGE_START`].
 pub fn write_zero_page(mem: &GuestMemoryMmap, p: &boot_params) -> Result<(), LoadError> {
     mem.write_slice(p.as_slice(), GuestAddress(ZERO_PAGE_START))

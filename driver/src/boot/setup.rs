@@ -10,8 +10,9 @@ use super::cpu::{
     boot_cpu_state, boot_fpu, boot_msrs, configure_lapic, vcpu_cpuid, BootCpuState, EntryMode,
 };
 use super::loader::{
-    build_zero_page, honour_nokaslr, load_cmdline, load_initrd, load_kernel, write_pvh_start_info,
-    write_zero_page, KernelEntry, LoadError, LoadedInitrd, ZeroPageConfig,
+    build_zero_page, honour_nokaslr, load_cmdline, load_initrd, load_kernel, set_text_screen,
+    write_pvh_start_info, write_zero_page, KernelEntry, LoadError, LoadedInitrd, VgaTextMode,
+    ZeroPageConfig,
 };
 use crate::acpi::{self, AcpiConfig, AcpiTables};
 use crate::hypervisor::{CpuIdEntry, HypervisorError, Vcpu};
@@ -52,6 +53,9 @@ pub struct BootImages<'a> {
     /// Serial ports beside COM1 to describe in the DSDT
     /// ([`AcpiConfig::extra_com`]).
     pub extra_com: u8,
+    /// The VGA text screen to describe to the kernel (bzImage boots only:
+    /// the PVH entry has no place for it).
+    pub text_screen: Option<VgaTextMode>,
 }
 
 /// The prepared guest: how the boot vCPU starts, and what was placed where.
@@ -153,6 +157,9 @@ pub fn prepare_guest(
                 rsdp: Some(acpi.rsdp()),
             });
             zp.hdr.loadflags = honour_nokaslr(zp.hdr.loadflags, images.cmdline);
+            if let Some(mode) = images.text_screen {
+                set_text_screen(&mut zp, mode);
+            }
             write_zero_page(mem, &zp)?;
             let tables = paging::build(
                 &paging::boot_identity_map(),
@@ -174,6 +181,13 @@ pub fn prepare_guest(
             )
         }
         KernelEntry::Pvh { entry } => {
+            if images.text_screen.is_some() {
+                tracing::warn!(
+                    "the kernel is an ELF image booted through PVH, which has no place for \
+                     the screen's description: its virtual terminals (tty1..) stay blank; \
+                     boot a bzImage (vmlinuz) for the VGA text screen"
+                );
+            }
             let start_info = write_pvh_start_info(mem, &e820, initrd, Some(acpi.rsdp()))?;
             (EntryMode::Pvh32 { start_info }, entry)
         }

@@ -1,11 +1,14 @@
 //! Legacy PC devices a stock kernel expects on port I/O: the 8250 serial console,
-//! the i8042 controller's reset line, and the ACPI power ports (sleep control,
-//! sleep status, reset register) named in the FADT.
+//! the i8042 controller with its PS/2 keyboard, the VGA text screen, and the
+//! ACPI power ports (sleep control, sleep status, reset register) named in the
+//! FADT.
 
 pub mod i8042;
 pub mod power;
+pub mod ps2_keyboard;
 pub mod scancode;
 pub mod serial;
+pub mod vga;
 
 use std::sync::Arc;
 
