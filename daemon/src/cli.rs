@@ -20,8 +20,10 @@ Configuration words (classic coLinux 0.7/0.8), in any order, mixed with @file:
   cocon=COLSxROWS[xSCROLL]  cursor=0..100  color=FG,BG
 Every other word (root=/dev/cobd0 ro init=... --) goes to the guest kernel.
 cofsN shares DIR as virtio-fs tag cofsN (guest: mount -t virtiofs cofs0 /mnt/c).
-Accepted but not honoured yet (warned at start, listed by --check):
-setcobd=async, ttysN line parameters, cocon, cursor, color.
+cocon sizes the guest's VGA text screen (colinux-console -a PID --vt shows it);
+color and cursor become the guest kernel's vt.color and vt.cur_default.
+Accepted but not honoured (warned at start, listed by --check): setcobd=async,
+ttysN line parameters, a cocon larger than VGA text mode.
 
 Exit status: 0 success, 1 run-time failure, 2 configuration or usage error.";
 

@@ -229,3 +229,120 @@ fn list_shows_a_running_daemon_and_detach_after_works_from_a_script() {
     assert_eq!(typed.lock().unwrap().as_slice(), b"uname -a\n");
     wait_for("console gone", || server.consoles() == 0);
 }
+
+/// A 40x3 screen with a coloured title and a login prompt, cursor after it.
+fn a_screen() -> colinux_devices::legacy::vga::TextScreen {
+    use colinux_devices::legacy::vga::{Cursor, TextScreen, TextSize};
+    let mut s = TextScreen::blank(TextSize { cols: 40, rows: 3 });
+    for (i, b) in b"tty1".iter().enumerate() {
+        s.cells[i].ch = *b;
+        s.cells[i].attr = 0x1e;
+    }
+    for (i, b) in b"colinux login: ".iter().enumerate() {
+        s.cells[40 + i].ch = *b;
+    }
+    s.cursor = Some(Cursor {
+        col: 15,
+        row: 1,
+        shape: (13, 14),
+    });
+    s
+}
+
+#[test]
+fn the_screen_in_a_terminal_takes_keys_and_switches_to_the_serial_log() {
+    use colinux_daemon::console_server::keys::{alt_function_key, KeyEncoder};
+    let (tmp, server, typed) = recording_server(Info {
+        pid: std::process::id(),
+        name: Some("vt".into()),
+        ..Info::default()
+    });
+    server.set_screen(Some(Arc::new(a_screen)));
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let k = keys.clone();
+    server.set_keys(Some(Arc::new(move |b: &[u8]| {
+        k.lock().unwrap().extend_from_slice(b);
+        b.len()
+    })));
+    server.output(b"serial boot log\r\n");
+
+    // `--screen`: the screen as text, one line per row.
+    let out = Command::new(env!("CARGO_BIN_EXE_colinux-console"))
+        .args(["-a", "vt", "--screen"])
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tty1\ncolinux login:\n\n"
+    );
+
+    let (mut master, slave) = openpty();
+    set_size(master.as_raw_fd(), 80, 24);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_colinux-console"));
+    cmd.args(["-a", "vt", "--vt"])
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let shown_bytes = Arc::new(Mutex::new(Vec::new()));
+    let sc = shown_bytes.clone();
+    let mut rd = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = rd.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sc.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let shown = || String::from_utf8_lossy(&shown_bytes.lock().unwrap()).into_owned();
+    // The screen drawn: yellow on blue title, the prompt, the cursor at row 2
+    // column 16 as an underline; not the serial log.
+    wait_for("the screen", || {
+        let s = shown();
+        s.contains("\x1b[0;93;44mtty1")
+            && s.contains("colinux login:")
+            && s.contains("\x1b[2;16H\x1b[4 q")
+    });
+    assert!(!shown().contains("serial boot log"), "{}", shown());
+
+    // Typed bytes become key presses; Ctrl-] 2 is Alt-F2.
+    master.write_all(b"root\r").unwrap();
+    master.write_all(&[0x1d, b'2']).unwrap();
+    let mut want = KeyEncoder::default().feed(b"root\r");
+    want.extend(alt_function_key(2));
+    wait_for("key presses", || *keys.lock().unwrap() == want);
+    assert!(
+        typed.lock().unwrap().is_empty(),
+        "nothing went to the serial line"
+    );
+
+    // Ctrl-] s: the serial log (kept while the screen showed), typing to it.
+    master.write_all(&[0x1d, b's']).unwrap();
+    wait_for("the serial log", || shown().contains("serial boot log"));
+    master.write_all(b"ls\r").unwrap();
+    wait_for("serial input", || {
+        typed.lock().unwrap().as_slice() == b"ls\r"
+    });
+    assert_eq!(
+        *keys.lock().unwrap(),
+        want,
+        "no key presses from the serial view"
+    );
+
+    master.write_all(&[0x1d, b'd']).unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "no detach");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", shown());
+}
