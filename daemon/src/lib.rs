@@ -20,4 +20,5 @@ pub const CAPABILITIES: &[&str] = &[
     "intx",
     "reboot-in-place",
     "cofs",
+    "vt-console",
 ];
