@@ -8,6 +8,9 @@ use std::path::Path;
 
 use colinux_conf::keys::{self, Family, Key};
 use colinux_conf::{CobdMode, Config, Location};
+use colinux_devices::legacy::vga;
+
+use crate::vmm::screen;
 
 /// One accepted-but-ignored setting: the word (as it would be written) and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,9 +50,50 @@ pub fn list(config: &Config) -> Vec<Unhonoured> {
             );
         }
     }
-    out.extend(crate::vmm::screen::problems(config));
+    out.extend(screen_problems(config));
     out
 }
+
+/// Screen words the daemon takes only in part (see [`crate::vmm::screen`]),
+/// each with why.
+fn screen_problems(config: &Config) -> Vec<Unhonoured> {
+    let mut out = Vec::new();
+    if let Some(raw) = &config.console {
+        let g = config.console_geometry();
+        let size = screen::text_size(config);
+        if (size.cols, size.rows) != (g.cols as u16, g.rows as u16) {
+            out.push(Unhonoured {
+                key: "cocon".into(),
+                value: raw.clone(),
+                why: TOO_BIG,
+            });
+        } else if raw.matches('x').count() == 2 {
+            out.push(Unhonoured {
+                key: "cocon".into(),
+                value: raw.clone(),
+                why: "the scroll-back part is not kept: the kernel's VGA console has none \
+                      (colinux-console's terminal keeps its own)",
+            });
+        }
+    }
+    if let Some(c) = &config.color {
+        if screen::color_index(&c.background).is_some_and(|bg| bg > 7) {
+            out.push(Unhonoured {
+                key: "color".into(),
+                value: format!("{},{}", c.foreground, c.background),
+                why: "a VGA text screen has only the 8 dark backgrounds (bit 7 is blink); \
+                      the background's dark twin is used",
+            });
+        }
+    }
+    out
+}
+
+const TOO_BIG: &str = "larger than a VGA text screen (at most 255 columns, 255 rows and \
+                       16384 cells); the screen is 80x25";
+
+// The limits TOO_BIG names.
+const _: () = assert!(vga::MAX_COLS == 255 && vga::MAX_ROWS == 255 && vga::MAX_CELLS == 16384);
 
 /// Where the word defining `family` index `index` stands (the last one).
 fn locate(words: &[OsString], cwd: &Path, family: Family, index: u32) -> Option<Location> {
@@ -158,6 +202,9 @@ mod tests {
         let msgs: Vec<String> = list(&c).iter().map(ToString::to_string).collect();
         assert_eq!(keys_of(&c), vec!["cocon", "color"], "{msgs:?}");
         assert!(msgs[0].starts_with("cocon=300x100: larger than a VGA text screen"));
+        assert!(msgs[1].contains("dark twin"), "{msgs:?}");
+        let scroll = conf("kernel=vmlinux cocon=80x25x1000");
+        assert!(list(&scroll)[0].why.contains("scroll-back"));
     }
 
     #[test]

@@ -5,10 +5,8 @@
 
 use colinux_conf::keys::VGA_COLORS;
 use colinux_conf::Config;
-use colinux_devices::legacy::vga::{TextSize, MAX_CELLS, MAX_COLS, MAX_ROWS};
+use colinux_devices::legacy::vga::TextSize;
 use colinux_driver::boot::loader::VgaTextMode;
-
-use crate::unhonoured::Unhonoured;
 
 /// The screen size: `cocon=` when a VGA text screen can have it, else 80x25.
 pub fn text_size(config: &Config) -> TextSize {
@@ -33,7 +31,8 @@ pub fn boot_mode(size: TextSize) -> VgaTextMode {
     }
 }
 
-fn color_index(name: &str) -> Option<u8> {
+/// The VGA colour number of a `color=` name (black 0 .. white 15).
+pub fn color_index(name: &str) -> Option<u8> {
     VGA_COLORS.iter().position(|c| *c == name).map(|i| i as u8)
 }
 
@@ -43,7 +42,7 @@ pub fn kernel_words(config: &Config) -> Vec<String> {
     if let Some(c) = &config.color {
         if let (Some(fg), Some(bg)) = (color_index(&c.foreground), color_index(&c.background)) {
             // Bit 7 of a VGA attribute is blink: bright backgrounds take their
-            // dark twin (said by `problems`).
+            // dark twin (said by `unhonoured::list`).
             words.push(format!("vt.color={:#04x}", ((bg & 7) << 4) | fg));
         }
     }
@@ -65,46 +64,6 @@ pub fn cursor_type(percent: u8) -> u8 {
         _ => 6,
     }
 }
-
-/// Screen words the daemon takes only in part, each with why.
-pub fn problems(config: &Config) -> Vec<Unhonoured> {
-    let mut out = Vec::new();
-    if let Some(raw) = &config.console {
-        let g = config.console_geometry();
-        let size = text_size(config);
-        if (size.cols, size.rows) != (g.cols as u16, g.rows as u16) {
-            out.push(Unhonoured {
-                key: "cocon".into(),
-                value: raw.clone(),
-                why: TOO_BIG,
-            });
-        } else if raw.matches('x').count() == 2 {
-            out.push(Unhonoured {
-                key: "cocon".into(),
-                value: raw.clone(),
-                why: "the scroll-back part is not kept: the kernel's VGA console has none \
-                      (colinux-console's terminal keeps its own)",
-            });
-        }
-    }
-    if let Some(c) = &config.color {
-        if color_index(&c.background).is_some_and(|bg| bg > 7) {
-            out.push(Unhonoured {
-                key: "color".into(),
-                value: format!("{},{}", c.foreground, c.background),
-                why: "a VGA text screen has only the 8 dark backgrounds (bit 7 is blink); \
-                      the background's dark twin is used",
-            });
-        }
-    }
-    out
-}
-
-const TOO_BIG: &str = "larger than a VGA text screen (at most 255 columns, 255 rows and \
-                       16384 cells); the screen is 80x25";
-
-// The limits TOO_BIG names.
-const _: () = assert!(MAX_COLS == 255 && MAX_ROWS == 255 && MAX_CELLS == 16384);
 
 #[cfg(test)]
 mod tests {
@@ -130,12 +89,8 @@ mod tests {
                 rows: 30
             }
         );
-        assert!(problems(&c).is_empty());
         let big = conf("cocon=300x100");
         assert_eq!(text_size(&big), TextSize::default());
-        assert!(problems(&big)[0].why.contains("larger than"));
-        let scroll = conf("cocon=80x25x1000");
-        assert!(problems(&scroll)[0].why.contains("scroll-back"));
         assert_eq!(
             boot_mode(TextSize {
                 cols: 132,
@@ -155,7 +110,6 @@ mod tests {
         );
         let c = conf("color=Yellow,LightBlue cursor=0");
         assert_eq!(kernel_words(&c), ["vt.color=0x1e", "vt.cur_default=1"]);
-        assert!(problems(&c)[0].why.contains("dark twin"));
         assert_eq!(cursor_type(18), 2, "coLinux's default cursor: underline");
     }
 }
