@@ -11,4 +11,5 @@ pub mod paging;
 pub mod trace;
 pub mod vcpu;
 pub mod vm;
+mod vm_shared;
 pub mod world;

@@ -43,9 +43,11 @@ use crate::cli::{OnReboot, RunOptions};
 pub use machine::MachineSpec;
 pub use vcpu::MachineEvent;
 
-/// How the guest ended, for a successful run.
+/// How a run of the daemon ended (a successful one): what the guest did, or
+/// the signal that stopped it. (Not `colinux_sim::guest::GuestEnd`, which is
+/// how a scripted sim guest program ends.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestEnd {
+pub enum RunEnd {
     /// The guest powered off.
     Poweroff,
     /// The guest rebooted (and `--on-reboot=exit` ends the daemon).
@@ -75,7 +77,7 @@ pub fn host_mem_mib() -> u64 {
 }
 
 /// Boots the guest described by `config` and serves it until it ends.
-pub fn run(config: &Config, options: &RunOptions) -> Result<GuestEnd> {
+pub fn run(config: &Config, options: &RunOptions) -> Result<RunEnd> {
     if let Some(why) = probe_host().explain() {
         bail!("{why}");
     }
@@ -99,7 +101,7 @@ pub struct Session {
 
 /// Boots the machine, again after each guest reboot (`--on-reboot=restart`)
 /// until it powers off, a signal stops it, it reboots in a loop or fails.
-pub fn run_session(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd> {
+pub fn run_session(spec: &MachineSpec, options: &RunOptions) -> Result<RunEnd> {
     let mut session = Session {
         ttys: ttys::HostPorts::open(&spec.config, options.pidfile.as_deref())?,
         exec: None,
@@ -107,7 +109,7 @@ pub fn run_session(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd>
     let mut guard = reboot::RebootGuard::default();
     loop {
         let end = run_spec(spec, options, &mut session)?;
-        if end != GuestEnd::Reboot {
+        if end != RunEnd::Reboot {
             return Ok(end);
         }
         if options.on_reboot == OnReboot::Exit {
@@ -128,12 +130,8 @@ pub fn run_session(spec: &MachineSpec, options: &RunOptions) -> Result<GuestEnd>
 }
 
 /// Boots a machine from an explicit spec, once: a guest reboot returns
-/// [`GuestEnd::Reboot`]. `session` holds what survives a reboot.
-pub fn run_spec(
-    spec: &MachineSpec,
-    options: &RunOptions,
-    session: &mut Session,
-) -> Result<GuestEnd> {
+/// [`RunEnd::Reboot`]. `session` holds what survives a reboot.
+pub fn run_spec(spec: &MachineSpec, options: &RunOptions, session: &mut Session) -> Result<RunEnd> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         vmm_sys_util::signal::register_signal_handler(sig, on_stop_signal)
             .map_err(|e| anyhow::anyhow!("installing a handler for signal {sig}: {e}"))?;
@@ -160,7 +158,7 @@ pub fn run_spec(
             screen: Arc::new(m.screen_source()),
         },
     );
-    session.ttys.attach(&mut m)?;
+    session.ttys.attach(&m.vm, &mut m.pio)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = console::ticker(out.clone(), stop.clone());
@@ -243,12 +241,12 @@ pub fn run_spec(
     match event {
         MachineEvent::Poweroff => {
             eprintln!("colinux-daemon: guest powered off");
-            Ok(GuestEnd::Poweroff)
+            Ok(RunEnd::Poweroff)
         }
-        MachineEvent::Reset => Ok(GuestEnd::Reboot),
+        MachineEvent::Reset => Ok(RunEnd::Reboot),
         MachineEvent::Signal(sig) => {
             eprintln!("colinux-daemon: stopped the guest on signal {sig}");
-            Ok(GuestEnd::Signal(sig))
+            Ok(RunEnd::Signal(sig))
         }
         MachineEvent::TripleFault { report, .. } | MachineEvent::Fatal { report, .. } => {
             bail!("the guest stopped: {report}")

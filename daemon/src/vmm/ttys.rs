@@ -24,11 +24,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use colinux_conf::Config;
+use colinux_devices::bus::Bus;
 use colinux_devices::interrupt::InterruptSink;
 use colinux_devices::legacy::serial::SerialPort;
+use colinux_driver::hypervisor::Vm;
 
 use super::interrupts::VmInterrupts;
-use super::machine::Machine;
 
 /// What a `ttysN=` value names on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,12 +271,13 @@ impl HostPorts {
         Ok(Self { ports })
     }
 
-    /// Adds this boot's UARTs to `m`'s port bus, wired to the host ports.
-    pub fn attach(&self, m: &mut Machine) -> Result<()> {
+    /// Adds this boot's UARTs to its port bus `pio` (interrupting `vm`),
+    /// wired to the host ports.
+    pub fn attach(&self, vm: &Arc<dyn Vm>, pio: &mut Bus) -> Result<()> {
         if self.ports.is_empty() {
             return Ok(());
         }
-        let irq: Arc<dyn InterruptSink> = Arc::new(VmInterrupts::new(m.vm.clone()));
+        let irq: Arc<dyn InterruptSink> = Arc::new(VmInterrupts::new(vm.clone()));
         for p in &self.ports {
             let Some((_, base, line)) = guest_port(p.index) else {
                 continue;
@@ -285,8 +287,7 @@ impl HostPorts {
                 u32::from(line),
                 HostOut(p.fd.clone()),
             )));
-            m.pio
-                .insert(uart.clone(), u64::from(base), 8)
+            pio.insert(uart.clone(), u64::from(base), 8)
                 .with_context(|| format!("ttys{}: placing the UART at {base:#x}", p.index))?;
             *p.uart.lock().unwrap_or_else(|e| e.into_inner()) = Some(uart);
         }

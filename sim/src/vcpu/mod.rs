@@ -25,7 +25,7 @@ use vm_memory::GuestMemoryMmap;
 use crate::fault::Fault;
 use crate::guest::{GuestCpu, GuestEnd, Request, Resume};
 use crate::trace::{Event, ExitKind, Interrupt};
-use crate::vm::{GuestOutcome, VmShared};
+use crate::vm_shared::{GuestOutcome, VmShared};
 use crate::world::{self, merge_register};
 
 /// Architectural state of one vCPU, as the monitor reads and writes it.

@@ -19,6 +19,7 @@ mod customize;
 mod mirror;
 mod modules;
 mod options;
+mod preflight;
 mod process;
 mod scratch;
 
@@ -29,7 +30,7 @@ use super::detect::{detect, ImageKind};
 use super::{ops, ImageError};
 use customize::{set_root_password, write_config};
 use modules::{install_modules, modules_listing};
-use options::preflight;
+use preflight::preflight;
 use process::{catch_stop_signals, check_stop, make_fs, run_mmdebstrap};
 use scratch::{partial_of, publish, Scratch};
 
