@@ -26,6 +26,60 @@ colinux_bridge_tap() {
     ip link set "$tap" up
 }
 
+# inner_monitor MONITOR CONF QEMU_ARGS [COMMAND...]: runs COMMAND followed by
+# the inner monitor's command line (no COMMAND: the monitor itself), and
+# returns its status. MONITOR qemu: the arguments in the file QEMU_ARGS, one a
+# line; otherwise colinux-daemon --on-reboot=exit @CONF. COMMAND may be a
+# wrapper (timeout ...), printf '%s\n' (the command line, one argument a line)
+# or exec (in a background job: $! is then the monitor process itself).
+inner_monitor() {
+    _im=$1; _iconf=$2; _iargs=$3; shift 3
+    if [ "$_im" = qemu ]; then
+        while IFS= read -r _iarg; do set -- "$@" "$_iarg"; done < "$_iargs"
+    else
+        set -- "$@" colinux-daemon --on-reboot=exit "@$_iconf"
+    fi
+    "$@"
+}
+
+# alive PID: the process runs (a zombie the shell has not reaped yet does not).
+alive() { [ -e "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+
+# wait_file FILE TEXT SECONDS [PID]: waits (0.1 s polls) for TEXT in FILE;
+# with PID, only while PID lives (looking once more after it ended).
+wait_file() {
+    _wi=0
+    while [ "$_wi" -lt $(($3 * 10)) ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        if [ -n "$4" ] && ! alive "$4"; then
+            grep -q "$2" "$1" 2>/dev/null
+            return $?
+        fi
+        sleep 0.1; _wi=$((_wi + 1))
+    done
+    return 1
+}
+
+# wait_guest TEXT SECONDS: waits for TEXT in this boot's guest console log.
+wait_guest() { wait_file "$OUT/guest-$BOOT.log" "$1" "$2"; }
+
+# serve_work ADDR:PORT: busybox httpd serving /work there (assertion host-httpd).
+serve_work() {
+    if httpd -p "$1" -h /work; then
+        check host-httpd PASS "busybox httpd on $1 serving /work"
+    else
+        check host-httpd FAIL "busybox httpd did not start"
+    fi
+}
+
+# host_tap: the persistent TAP ctap0 with 192.0.2.1/24 (the inner monitor
+# attaches to it; the guest is 192.0.2.2).
+host_tap() {
+    ip tuntap add dev ctap0 mode tap
+    ip addr add 192.0.2.1/24 dev ctap0
+    ip link set ctap0 up
+}
+
 # monitor_mem: "rss_kb=N hwm_kb=N" of the running inner monitor (the first
 # process named colinux-daemon or qemu-system-x86), or nothing. What the
 # monitor costs the host in memory, guest RAM it touched included.

@@ -2,8 +2,10 @@
 //!
 //! - guest: every `vm-images/guest/tools/NAME.c` compiled with `cc -static`
 //!   to `/bin/NAME` (small measuring tools busybox lacks, e.g. `cobd-bench`
-//!   for O_DIRECT throughput and 4 KiB IOPS). The sources are under the guest
-//!   recipe directory, so the guest image's input hash already covers them.
+//!   for O_DIRECT throughput and 4 KiB IOPS). A header beside them (e.g.
+//!   `bench-common.h`) is shared by `#include "..."`, which looks in the
+//!   source's own directory. The sources are under the guest recipe
+//!   directory, so the guest image's input hash already covers them.
 //! - host VM: e2fsprogs (`e2fsck`, `debugfs`, `dumpe2fs`, `mke2fs` with
 //!   `/etc/mke2fs.conf`), so host scripts can format cobd images and check
 //!   them after a crash (scenario cobd-crash).

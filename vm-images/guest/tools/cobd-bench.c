@@ -21,12 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define BENCH_NAME "cobd-bench"
+#include "bench-common.h"
 
 static uint64_t rng_state;
 
@@ -44,19 +40,6 @@ static int usage(void)
     fprintf(stderr, "usage: cobd-bench seq-write|seq-read DEV MIB\n"
                     "       cobd-bench rand-read|rand-write DEV SPAN_MIB OPS\n");
     return 2;
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || v == 0 || v > max) {
-        fprintf(stderr, "cobd-bench: bad number '%s' (1..%llu)\n", s, (unsigned long long)max);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 /* Full pread/pwrite of len bytes at off; -1 with a message on error or short I/O. */

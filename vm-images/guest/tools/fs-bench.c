@@ -26,33 +26,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MIB (1u << 20)
+#define BENCH_NAME "fs-bench"
+#include "bench-common.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#define MIB (1u << 20)
 
 static int usage(void)
 {
     fprintf(stderr, "usage: fs-bench seq-write|seq-read FILE MIB\n"
                     "       fs-bench create|stat|unlink DIR N\n");
     return 2;
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || v == 0 || v > max) {
-        fprintf(stderr, "fs-bench: bad number '%s' (1..%llu)\n", s, (unsigned long long)max);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 static int fail(const char *what, const char *path)

@@ -21,14 +21,8 @@ NEEDS="boot"
 one() {
     bm=$1; br=$2
     log="$OUT/bench-$bm-$br.log"
-    if [ "$bm" = qemu ]; then
-        set --
-        while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
-    else
-        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
-    fi
     start=$(cut -d' ' -f1 /proc/uptime)
-    { timeout -s KILL "${BOOT_TIMEOUT:-300}" "$@" < /dev/null 2>&1; echo "$?" > /tmp/rc; } |
+    { inner_monitor "$bm" /work/colinux.conf /work/qemu.args timeout -s KILL "${BOOT_TIMEOUT:-300}" < /dev/null 2>&1; echo "$?" > /tmp/rc; } |
         awk -v out="$log" -v m="$bm" -v r="$br" -v start="$start" '
             { sub(/\r$/, ""); print > out
               if ($0 ~ /COLINUX-AGENT READY/ && !seen) {
@@ -50,15 +44,9 @@ one_login() {
     bm=$1; br=$2
     log="$OUT/login-$bm-$br.log"
     : > "$log"
-    if [ "$bm" = qemu ]; then
-        set --
-        while IFS= read -r a; do set -- "$@" "$a"; done < /work/distro.qemu.args
-    else
-        set -- colinux-daemon --on-reboot=exit @/work/distro.conf
-    fi
     start=$(cut -d' ' -f1 /proc/uptime)
     # By bytes, not lines: the getty's "login: " ends without a newline.
-    ( timeout -s KILL 600 "$@" < /dev/null > "$log" 2>&1; echo "$?" > /tmp/rc-login ) &
+    ( inner_monitor "$bm" /work/distro.conf /work/distro.qemu.args timeout -s KILL 600 < /dev/null > "$log" 2>&1; echo "$?" > /tmp/rc-login ) &
     job=$!
     i=0
     while [ "$i" -lt 5400 ] && kill -0 "$job" 2>/dev/null && ! grep -q "login:" "$log"; do

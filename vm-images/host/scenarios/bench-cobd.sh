@@ -14,14 +14,7 @@ NEEDS="boot cobd"
 
 # run_monitor MONITOR LOG: boot the guest once, console to LOG; returns its status.
 run_monitor() {
-    rlog=$2
-    if [ "$1" = qemu ]; then
-        set --
-        while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
-    else
-        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
-    fi
-    timeout -s KILL "${BOOT_TIMEOUT:-300}" "$@" < /dev/null > "$rlog" 2>&1
+    inner_monitor "$1" /work/colinux.conf /work/qemu.args timeout -s KILL "${BOOT_TIMEOUT:-300}" < /dev/null > "$2" 2>&1
 }
 
 # one MONITOR ROUND: a run, its lines echoed and asserted.

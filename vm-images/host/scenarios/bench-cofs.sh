@@ -25,12 +25,8 @@ run_monitor() {
             return 1
         fi
         sh /work/prepare.sh || { echo "prepare.sh exited $?" > "$rlog"; return 1; }
-        set --
-        while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
-    else
-        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
     fi
-    timeout -s KILL "${BOOT_TIMEOUT:-300}" "$@" < /dev/null > "$rlog" 2>&1
+    inner_monitor "$1" /work/colinux.conf /work/qemu.args timeout -s KILL "${BOOT_TIMEOUT:-300}" < /dev/null > "$rlog" 2>&1
 }
 
 # one MONITOR ROUND: an empty share, then a run, its lines echoed and asserted.

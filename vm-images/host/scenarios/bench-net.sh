@@ -14,35 +14,13 @@
 #          when colinux-daemon lacks boot+net-tuntap+net-slirp.
 #          Assertions: host-tap, and <monitor>-<round> (all four transfers ran).
 . /etc/colinux/host-lib.sh
-ip() { /usr/sbin/ip "$@"; }
 NEEDS="boot net-tuntap net-slirp"
 MIB=$(confarg colinux.net_mib); MIB=${MIB:-64}
 
 # start_monitor MONITOR LOG: boot the guest in the background; sets MPID.
 start_monitor() {
-    mlog=$2
-    if [ "$1" = qemu ]; then
-        set --
-        while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
-    else
-        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
-    fi
-    "$@" < /dev/null > "$mlog" 2>&1 &
+    inner_monitor "$1" /work/colinux.conf /work/qemu.args exec < /dev/null > "$2" 2>&1 &
     MPID=$!
-}
-
-# alive PID: the process runs (a zombie the shell has not reaped yet does not).
-alive() { [ -e "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
-
-# wait_log FILE TEXT SECONDS: wait for TEXT in FILE while the monitor lives.
-wait_log() {
-    i=0
-    while [ "$i" -lt $(($3 * 10)) ]; do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        alive "$MPID" || return 1
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
 }
 
 cat > /tmp/recv.sh <<'R'
@@ -78,10 +56,10 @@ one() {
     [ "$m" = qemu ] && [ -f /work/prepare.sh ] && sh /work/prepare.sh
     echo "COLINUX-HOST BOOT $rn START $(cut -d' ' -f1 /proc/uptime) $m"
     start_monitor "$m" "$log"
-    if wait_log "$log" "COLINUX-NET BENCH-LISTEN tap-h2g" "${BOOT_TIMEOUT:-600}"; then
+    if wait_file "$log" "COLINUX-NET BENCH-LISTEN tap-h2g" "${BOOT_TIMEOUT:-600}" "$MPID"; then
         send tap-h2g 192.0.2.2 5002 >> "$res"
     fi
-    if wait_log "$log" "COLINUX-NET BENCH-LISTEN slirp-h2g" "${BOOT_TIMEOUT:-600}"; then
+    if wait_file "$log" "COLINUX-NET BENCH-LISTEN slirp-h2g" "${BOOT_TIMEOUT:-600}" "$MPID"; then
         send slirp-h2g 127.0.0.1 17777 >> "$res"
     fi
     i=0
@@ -105,9 +83,7 @@ one() {
 
 case "$1" in
 setup)
-    ip tuntap add dev ctap0 mode tap
-    ip addr add 192.0.2.1/24 dev ctap0
-    ip link set ctap0 up
+    host_tap
     if ip addr show ctap0 | grep -q 192.0.2.1; then
         check host-tap PASS "ctap0 192.0.2.1/24"
     else

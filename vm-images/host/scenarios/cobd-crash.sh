@@ -26,29 +26,8 @@ REPS=${REPS:-10}
 # start_monitor LOG: start the inner monitor in the background; sets MPID to
 # the monitor process itself (sh execs the program in the forked child).
 start_monitor() {
-    mlog=$1
-    if [ "$MONITOR" = qemu ]; then
-        set --
-        while IFS= read -r a; do set -- "$@" "$a"; done < /work/qemu.args
-    else
-        set -- colinux-daemon --on-reboot=exit @/work/colinux.conf
-    fi
-    "$@" < /dev/null > "$mlog" 2>&1 &
+    inner_monitor "$MONITOR" /work/colinux.conf /work/qemu.args exec < /dev/null > "$1" 2>&1 &
     MPID=$!
-}
-
-# alive PID: the process runs (a zombie the shell has not reaped yet does not).
-alive() { [ -e "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
-
-# wait_log FILE TEXT SECONDS PID: wait for TEXT in FILE while PID lives.
-wait_log() {
-    i=0
-    while [ "$i" -lt $(($3 * 10)) ]; do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        alive "$4" || { grep -q "$2" "$1" 2>/dev/null; return $?; }
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
 }
 
 # verify REP LOG  (host-lib's check() sets the globals a and r: avoid them): check the durable records of LOG against the replayed image.
@@ -107,7 +86,7 @@ check)
         echo "COLINUX-HOST BOOT $rep START $(cut -d' ' -f1 /proc/uptime) $MONITOR"
         start_monitor "$log"
         pass=1
-        if wait_log "$log" "COLINUX-CRASH durable" "${BOOT_TIMEOUT:-180}" "$MPID" && alive "$MPID"; then
+        if wait_file "$log" "COLINUX-CRASH durable" "${BOOT_TIMEOUT:-180}" "$MPID" && alive "$MPID"; then
             delay_ms=$((300 + RANDOM % 3700))
             sleep "$((delay_ms / 1000)).$(printf %03d $((delay_ms % 1000)))"
             if grep -q "COLINUX-CRASH idle" "$log" || ! alive "$MPID"; then

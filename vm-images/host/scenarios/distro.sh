@@ -19,14 +19,7 @@ guest_ssh() {
         root@127.0.0.1 "$@"
 }
 # wait_guest TEXT SECONDS: wait for TEXT in this boot's console log.
-wait_guest() {
-    i=0
-    while [ "$i" -lt $(($2 * 10)) ]; do
-        grep -q "$1" "$LOG" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
-}
+wait_guest() { wait_file "$LOG" "$1" "$2"; }
 # type_console TEXT: what a user types on the console.
 type_console() { printf '%s\n' "$1" > "$CONSOLE_INPUT"; }
 up() { cut -d' ' -f1 /proc/uptime; }

@@ -4,11 +4,7 @@
 . /etc/colinux/host-lib.sh
 case "$1" in
 setup)
-    if httpd -p 127.0.0.1:8080 -h /work; then
-        check host-httpd PASS "busybox httpd on 127.0.0.1:8080 serving /work"
-    else
-        check host-httpd FAIL "busybox httpd did not start"
-    fi
+    serve_work 127.0.0.1:8080
     ;;
 during|check) ;;
 esac

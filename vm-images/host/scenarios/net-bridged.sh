@@ -6,9 +6,6 @@
 # pcap-bridge = AF_PACKET on lanbr). check: the LAN's lease file names the
 # guest's MAC.
 . /etc/colinux/host-lib.sh
-# The host VM's busybox sh runs its own applets before PATH binaries; the
-# iproute2 ip (tuntap, veth, netns) is /usr/sbin/ip.
-ip() { /usr/sbin/ip "$@"; }
 D=/run/colinux-lan
 GUEST_MAC=00:ff:c0:11:00:03
 inlan() { nsenter --net=/run/netns/lan "$@"; }

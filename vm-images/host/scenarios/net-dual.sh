@@ -3,9 +3,6 @@
 # on 192.0.2.1:8080 (the TAP path), plus httpd on the loopback 127.0.0.1:8081
 # (only the slirp NIC can reach it, as 10.0.2.2:8081). Both serve /work.
 . /etc/colinux/host-lib.sh
-# The host VM's busybox sh runs its own applets before PATH binaries; the
-# iproute2 ip (tuntap, veth, netns) is /usr/sbin/ip.
-ip() { /usr/sbin/ip "$@"; }
 case "$1" in
 setup)
     ok=yes

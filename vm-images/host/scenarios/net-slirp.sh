@@ -5,27 +5,10 @@
 # redirected port 127.0.0.1:17777 and expect our token echoed back, then send
 # the verdict to 127.0.0.1:17778 (second port of the range) for the guest.
 . /etc/colinux/host-lib.sh
-# The host VM's busybox sh runs its own applets before PATH binaries; the
-# iproute2 ip (tuntap, veth, netns) is /usr/sbin/ip.
-ip() { /usr/sbin/ip "$@"; }
-
-# wait_guest TEXT SECONDS: wait for TEXT in this boot's guest console log.
-wait_guest() {
-    i=0
-    while [ "$i" -lt $(($2 * 10)) ]; do
-        grep -q "$1" "$OUT/guest-$BOOT.log" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
-}
 
 case "$1" in
 setup)
-    if httpd -p 127.0.0.1:8080 -h /work; then
-        check host-httpd PASS "busybox httpd on 127.0.0.1:8080 serving /work"
-    else
-        check host-httpd FAIL "busybox httpd did not start"
-    fi
+    serve_work 127.0.0.1:8080
     ;;
 during)
     if ! wait_guest "COLINUX-NET LISTEN 7777" 170; then

@@ -5,24 +5,10 @@
 # (192.0.2.2) once it says PING-ME. check: the upload's SHA-256 equals the one
 # the guest printed.
 . /etc/colinux/host-lib.sh
-# The host VM's busybox sh runs its own applets before PATH binaries; the
-# iproute2 ip (tuntap, veth, netns) is /usr/sbin/ip.
-ip() { /usr/sbin/ip "$@"; }
-
-wait_guest() {
-    i=0
-    while [ "$i" -lt $(($2 * 10)) ]; do
-        grep -q "$1" "$OUT/guest-$BOOT.log" 2>/dev/null && return 0
-        sleep 0.1; i=$((i + 1))
-    done
-    return 1
-}
 
 case "$1" in
 setup)
-    ip tuntap add dev ctap0 mode tap
-    ip addr add 192.0.2.1/24 dev ctap0
-    ip link set ctap0 up
+    host_tap
     if httpd -p 192.0.2.1:8080 -h /work; then
         check host-setup-tap PASS "ctap0 192.0.2.1/24, httpd :8080"
     else
