@@ -11,10 +11,10 @@ use crate::error::{ConfError, ErrorKind, Location};
 use crate::keys::{self, Family, Key, PlainKey};
 use crate::lexer::{split_fields, split_key_value, unquote};
 use crate::model::{
-    BlockDevice, CobdMode, CofsShare, ConfPath, Config, ConsoleColors, ExecProgram, SerialPort,
-    MAX_COBD,
+    BlockDeviceConf, CobdMode, CofsShare, ConfPath, Config, ConsoleColors, ConsoleGeometry,
+    ExecProgram, SerialPortConf, MAX_COBD,
 };
-use crate::net::{self, NetDevice};
+use crate::net::{self, NetDeviceConf};
 use crate::source::Word;
 
 /// Longest kernel command line accepted (x86 `COMMAND_LINE_SIZE` minus NUL).
@@ -32,10 +32,10 @@ struct Builder {
     config: Config,
     plain_seen: HashMap<PlainKey, Location>,
     defined: HashMap<(Family, u32), Location>,
-    cobd: BTreeMap<u32, BlockDevice>,
+    cobd: BTreeMap<u32, BlockDeviceConf>,
     cofs: BTreeMap<u32, CofsShare>,
-    eth: BTreeMap<u32, NetDevice>,
-    ttys: BTreeMap<u32, SerialPort>,
+    eth: BTreeMap<u32, NetDeviceConf>,
+    ttys: BTreeMap<u32, SerialPortConf>,
     exec: BTreeMap<u32, ExecProgram>,
     aliases: Vec<Pending>,
     alias_seen: HashMap<String, Location>,
@@ -213,7 +213,7 @@ impl Builder {
                 }
             }
             PlainKey::Cocon => {
-                keys::parse_cocon(&v).ok_or_else(|| bad(w, key, raw, expected))?;
+                ConsoleGeometry::parse(&v).ok_or_else(|| bad(w, key, raw, expected))?;
                 c.console = Some(v);
             }
             PlainKey::Cursor => {
@@ -277,7 +277,7 @@ impl Builder {
             Family::Cobd => {
                 self.cobd.insert(
                     index,
-                    BlockDevice {
+                    BlockDeviceConf {
                         index,
                         path: path(v),
                         aliases: Vec::new(),
@@ -309,7 +309,7 @@ impl Builder {
                 let (device, options) = two_fields("parameters")?;
                 self.ttys.insert(
                     index,
-                    SerialPort {
+                    SerialPortConf {
                         index,
                         device,
                         options,
@@ -367,7 +367,7 @@ impl Builder {
                         })?;
                     self.cobd.insert(
                         free,
-                        BlockDevice {
+                        BlockDeviceConf {
                             index: free,
                             path: ConfPath::new(unquote(&a.value), Some(a.base_dir.clone())),
                             aliases: Vec::new(),

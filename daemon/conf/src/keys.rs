@@ -1,7 +1,8 @@
 //! Recognising configuration keys (`kernel`, `cobd3`, `hda1`, `eth0`, ...)
-//! and checking the small scalar values (`mem`, `cocon`, `cursor`, `color`).
+//! and checking the small scalar values (`mem`, `cursor`, `color`; `cocon` is
+//! [`ConsoleGeometry::parse`](crate::model::ConsoleGeometry::parse)).
 
-use crate::model::{ConsoleGeometry, MAX_COBD, MAX_COFS, MAX_ETH, MAX_EXEC, MAX_TTYS};
+use crate::model::{MAX_COBD, MAX_COFS, MAX_ETH, MAX_EXEC, MAX_TTYS};
 
 /// A key with a single value; a later occurrence replaces an earlier one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,29 +156,6 @@ pub fn parse_mem(v: &str) -> Option<u64> {
         .filter(|&n| (1..=MAX_MEM_MIB).contains(&n))
 }
 
-/// Parses `cocon=COLSxROWS[xSCROLL]` (columns and rows 1..=1000, scroll-back
-/// 0..=100000).
-pub fn parse_cocon(v: &str) -> Option<ConsoleGeometry> {
-    let parts: Vec<&str> = v.split('x').collect();
-    if !(2..=3).contains(&parts.len()) {
-        return None;
-    }
-    let num = |s: &str, lo: u32, hi: u32| -> Option<u32> {
-        if s.is_empty() || s.len() > 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n))
-    };
-    Some(ConsoleGeometry {
-        cols: num(parts[0], 1, 1000)?,
-        rows: num(parts[1], 1, 1000)?,
-        scroll: match parts.get(2) {
-            Some(s) => num(s, 0, 100_000)?,
-            None => 500,
-        },
-    })
-}
-
 /// Parses `cursor=0..100` (percent of the character cell).
 pub fn parse_cursor(v: &str) -> Option<u8> {
     if v.is_empty() || v.len() > 3 || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -236,16 +214,6 @@ mod tests {
         assert_eq!(parse_mem("256"), Some(256));
         assert_eq!(parse_mem("0"), None);
         assert_eq!(parse_mem("-1"), None);
-        assert_eq!(
-            parse_cocon("100x40"),
-            Some(ConsoleGeometry {
-                cols: 100,
-                rows: 40,
-                scroll: 500
-            })
-        );
-        assert_eq!(parse_cocon("100x40x0").map(|g| g.scroll), Some(0));
-        assert_eq!(parse_cocon("100"), None);
         assert_eq!(parse_cursor("101"), None);
         assert_eq!(parse_color("LightGray").as_deref(), Some("lightgray"));
         assert_eq!(parse_index(Family::Exec, "8"), None);

@@ -13,7 +13,7 @@
 //! - [`ConfPath::resolve`] — where to open a path (relative paths are
 //!   relative to the directory of the file that named them);
 //! - [`Config::guest_mem_mib`], [`Config::initrd_share`],
-//!   [`NetDevice::effective_mac`] — the classic defaults the daemon applies.
+//!   [`NetDeviceConf::effective_mac`] — the classic defaults the daemon applies.
 //!
 //! Errors ([`ConfError`]) name the file (or the command line), the line (or
 //! word position), the key and value at fault, and what was expected.
@@ -36,10 +36,10 @@ use std::sync::Arc;
 pub use error::{ConfError, ErrorKind, Location, Source};
 pub use interpret::MAX_KERNEL_CMDLINE;
 pub use model::{
-    BlockDevice, CobdMode, CofsShare, ConfPath, Config, ConsoleColors, ConsoleGeometry,
-    ExecProgram, SerialPort,
+    BlockDeviceConf, CobdMode, CofsShare, ConfPath, Config, ConsoleColors, ConsoleGeometry,
+    ExecProgram, SerialPortConf,
 };
-pub use net::{MacAddr, NetDevice, NetKind, Protocol, Redirection};
+pub use net::{MacAddr, NetDeviceConf, NetKind, Protocol, Redirection};
 pub use policy::{guest_mem_mib, MemError};
 
 /// The kernel file used when no `kernel=` is given (classic default).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::net::NetDevice;
+use crate::net::NetDeviceConf;
 
 /// Highest `cobdN` / `cofsN` / `ttysN` index (0..=31).
 pub const MAX_COBD: u32 = 31;
@@ -78,7 +78,7 @@ pub enum CobdMode {
 
 /// A `cobdN` block device and the alias names (`hda1`, `sdb`) it also has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockDevice {
+pub struct BlockDeviceConf {
     /// N in `cobdN` (0..=31).
     pub index: u32,
     /// The host file or device backing it.
@@ -101,7 +101,7 @@ pub struct CofsShare {
 
 /// A `ttysN` host serial port given to the guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SerialPort {
+pub struct SerialPortConf {
     /// N in `ttysN` (0..=31).
     pub index: u32,
     /// The host port (`COM1`, `/dev/ttyS0`) as written.
@@ -142,6 +142,31 @@ pub struct ConsoleGeometry {
     pub scroll: u32,
 }
 
+impl ConsoleGeometry {
+    /// Parses `cocon=COLSxROWS[xSCROLL]` (columns and rows 1..=1000, scroll-back
+    /// 0..=100000).
+    pub fn parse(v: &str) -> Option<ConsoleGeometry> {
+        let parts: Vec<&str> = v.split('x').collect();
+        if !(2..=3).contains(&parts.len()) {
+            return None;
+        }
+        let num = |s: &str, lo: u32, hi: u32| -> Option<u32> {
+            if s.is_empty() || s.len() > 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse::<u32>().ok().filter(|n| (lo..=hi).contains(n))
+        };
+        Some(ConsoleGeometry {
+            cols: num(parts[0], 1, 1000)?,
+            rows: num(parts[1], 1, 1000)?,
+            scroll: match parts.get(2) {
+                Some(s) => num(s, 0, 100_000)?,
+                None => 500,
+            },
+        })
+    }
+}
+
 impl Default for ConsoleGeometry {
     fn default() -> Self {
         Self {
@@ -166,13 +191,13 @@ pub struct Config {
     /// `mem=` guest RAM in MiB; `None` means the daemon's default rule.
     pub mem_mib: Option<u64>,
     /// `cobdN=` block devices with their aliases, sorted by index.
-    pub block_devices: Vec<BlockDevice>,
+    pub block_devices: Vec<BlockDeviceConf>,
     /// `cofsN=` directory shares, sorted by index.
     pub cofs: Vec<CofsShare>,
     /// `ethN=` network interfaces, sorted by index.
-    pub network: Vec<NetDevice>,
+    pub network: Vec<NetDeviceConf>,
     /// `ttysN=` serial ports, sorted by index.
-    pub serial: Vec<SerialPort>,
+    pub serial: Vec<SerialPortConf>,
     /// `execN=` helper programs, sorted by index.
     pub exec: Vec<ExecProgram>,
     /// `cocon=` as written (validated), e.g. `"100x40x1000"`.
@@ -212,7 +237,7 @@ impl Default for Config {
 
 impl Config {
     /// The block device with cobd index `index`, if configured.
-    pub fn block_device(&self, index: u32) -> Option<&BlockDevice> {
+    pub fn block_device(&self, index: u32) -> Option<&BlockDeviceConf> {
         self.block_devices.iter().find(|d| d.index == index)
     }
 
@@ -220,7 +245,7 @@ impl Config {
     pub fn console_geometry(&self) -> ConsoleGeometry {
         self.console
             .as_deref()
-            .and_then(crate::keys::parse_cocon)
+            .and_then(ConsoleGeometry::parse)
             .unwrap_or_default()
     }
 
@@ -228,5 +253,27 @@ impl Config {
     pub fn to_json_pretty(&self) -> String {
         // Plain data with string keys: serializing cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConsoleGeometry;
+
+    #[test]
+    fn cocon() {
+        assert_eq!(
+            ConsoleGeometry::parse("100x40"),
+            Some(ConsoleGeometry {
+                cols: 100,
+                rows: 40,
+                scroll: 500
+            })
+        );
+        assert_eq!(
+            ConsoleGeometry::parse("100x40x0").map(|g| g.scroll),
+            Some(0)
+        );
+        assert_eq!(ConsoleGeometry::parse("100"), None);
     }
 }

@@ -52,6 +52,12 @@ impl NetKind {
     }
 }
 
+impl fmt::Display for NetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
 /// An Ethernet MAC address; written and printed as `xx:xx:xx:xx:xx:xx`
 /// (lower case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -215,7 +221,7 @@ impl FromStr for Redirection {
 
 /// One `ethN=` network interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetDevice {
+pub struct NetDeviceConf {
     /// N in `ethN` (0..=15).
     pub index: u32,
     /// The host mechanism.
@@ -234,7 +240,7 @@ pub struct NetDevice {
     pub host_ip: Option<String>,
 }
 
-impl NetDevice {
+impl NetDeviceConf {
     /// The MAC the guest NIC uses: the configured one, or one derived from
     /// `vm_seed` and the NIC index (stable across runs of the same VM).
     pub fn effective_mac(&self, vm_seed: &str) -> MacAddr {
@@ -284,7 +290,7 @@ pub const ETH_EXPECTED: &str = "slirp[,MAC[,REDIRS]] | tuntap[,\"NAME\"[,MAC[,HO
 
 /// Parses the (already split and unquoted) fields of an `ethN=` value.
 /// The error is a description of what was expected.
-pub fn parse_eth(index: u32, fields: &[String]) -> Result<NetDevice, String> {
+pub fn parse_eth(index: u32, fields: &[String]) -> Result<NetDeviceConf, String> {
     let kind_word = fields.first().map(String::as_str).unwrap_or("");
     let kind = NetKind::from_keyword(kind_word).ok_or_else(|| {
         format!("a network type (slirp, tuntap, pcap-bridge or ndis-bridge), got `{kind_word}`")
@@ -310,7 +316,7 @@ pub fn parse_eth(index: u32, fields: &[String]) -> Result<NetDevice, String> {
             })
             .transpose()
     };
-    let mut dev = NetDevice {
+    let mut dev = NetDeviceConf {
         index,
         kind,
         mac: None,

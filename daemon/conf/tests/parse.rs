@@ -451,18 +451,18 @@ fn parse_file_takes_the_name_literally() {
 
 #[test]
 fn validate_hand_built_models() {
-    use colinux_conf::{BlockDevice, ConfPath, NetDevice};
+    use colinux_conf::{BlockDeviceConf, ConfPath, NetDeviceConf};
     let mut c = Config {
         mem_mib: Some(128),
         kernel_cmdline: "root=/dev/cobd0 ro".into(),
         ..Config::default()
     };
-    c.block_devices.push(BlockDevice {
+    c.block_devices.push(BlockDeviceConf {
         index: 0,
         path: ConfPath::new("root fs.img", None),
         aliases: vec!["hda1".into()],
     });
-    c.network.push(NetDevice {
+    c.network.push(NetDeviceConf {
         index: 0,
         kind: NetKind::Slirp,
         mac: None,

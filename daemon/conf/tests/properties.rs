@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use colinux_conf::keys::{classify, Key, VGA_COLORS};
 use colinux_conf::{
-    parse_args, parse_bytes, parse_str, BlockDevice, CobdMode, CofsShare, ConfPath, Config,
-    ConsoleColors, ExecProgram, MacAddr, NetDevice, NetKind, Protocol, Redirection, SerialPort,
+    parse_args, parse_bytes, parse_str, BlockDeviceConf, CobdMode, CofsShare, ConfPath, Config,
+    ConsoleColors, ExecProgram, MacAddr, NetDeviceConf, NetKind, Protocol, Redirection,
+    SerialPortConf,
 };
 use proptest::collection::{btree_map, btree_set, vec};
 use proptest::option;
@@ -47,7 +48,7 @@ fn redirection() -> impl Strategy<Value = Redirection> {
     })
 }
 
-fn net_device(index: u32) -> impl Strategy<Value = NetDevice> {
+fn net_device(index: u32) -> impl Strategy<Value = NetDeviceConf> {
     (
         0..4u8,
         option::of(mac()),
@@ -63,7 +64,7 @@ fn net_device(index: u32) -> impl Strategy<Value = NetDevice> {
                 NetKind::PcapBridge,
                 NetKind::NdisBridge,
             ][k as usize];
-            let mut d = NetDevice {
+            let mut d = NetDeviceConf {
                 index,
                 kind,
                 mac,
@@ -140,7 +141,7 @@ fn config() -> impl Strategy<Value = Config> {
                     mem_mib: mem,
                     block_devices: disks
                         .into_iter()
-                        .map(|(index, (path, aliases))| BlockDevice {
+                        .map(|(index, (path, aliases))| BlockDeviceConf {
                             index,
                             path,
                             aliases: aliases
@@ -160,7 +161,7 @@ fn config() -> impl Strategy<Value = Config> {
                     network,
                     serial: ttys
                         .into_iter()
-                        .map(|(index, (device, options))| SerialPort {
+                        .map(|(index, (device, options))| SerialPortConf {
                             index,
                             device,
                             options,

@@ -5,9 +5,6 @@ use std::io;
 /// Why a network backend could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    /// The NIC type word of an `ethN=` entry is not one we know.
-    #[error("unknown network type {0:?} (expected slirp, tuntap, pcap-bridge or ndis-bridge)")]
-    UnknownKind(String),
     /// A bridge needs a host interface name and none was given.
     #[error("{kind} needs the name of a host interface to bridge onto")]
     MissingInterface {

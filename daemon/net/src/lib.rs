@@ -25,7 +25,7 @@ mod tap;
 pub mod vnet;
 pub mod wire;
 
-pub use config::{open_backend, NicKind, NicSpec, Protocol, Redirection};
+pub use config::{open_backend, port_pairs, NetKind, NicSpec, Protocol, Redirection};
 pub use error::NetError;
 pub use packet::PacketBridge;
 pub use slirp::{slirp_version, SlirpBackend, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST};

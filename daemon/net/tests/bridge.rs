@@ -256,14 +256,14 @@ fn constructor_opens_ndis_bridge_nopromisc() {
     let spec = colinux_net::NicSpec {
         host_interface: Some("brport".into()),
         promiscuous: false,
-        ..colinux_net::NicSpec::new(colinux_net::NicKind::NdisBridge, GUEST_MAC)
+        ..colinux_net::NicSpec::new(colinux_net::NetKind::NdisBridge, GUEST_MAC)
     };
     let mut b = ns.enter(move || colinux_net::open_backend(&spec).expect("open ndis-bridge"));
     arp_and_ping(b.as_mut());
     // A missing interface is a clear error naming it.
     let bad = colinux_net::NicSpec {
         host_interface: Some("nosuch0".into()),
-        ..colinux_net::NicSpec::new(colinux_net::NicKind::PcapBridge, GUEST_MAC)
+        ..colinux_net::NicSpec::new(colinux_net::NetKind::PcapBridge, GUEST_MAC)
     };
     let e = ns.enter(move || colinux_net::open_backend(&bad).err().expect("must fail"));
     assert!(e.to_string().contains("nosuch0"), "{e}");

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use colinux_net::{
-    open_backend, NetBackend, NetError, NicKind, NicSpec, Protocol, Redirection, SlirpBackend,
+    open_backend, NetBackend, NetError, NetKind, NicSpec, Protocol, Redirection, SlirpBackend,
     SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST,
 };
 use common::frames::{arp_reply_from, arp_request, dhcp_discover, parse_dhcp_reply};
@@ -86,7 +86,7 @@ fn host_port_redirection_reaches_the_guest_and_carries_data() {
     let port = free_ports(1);
     let spec = NicSpec {
         redirections: vec![tcp_redir(port, 2222, 1)],
-        ..NicSpec::new(NicKind::Slirp, GUEST_MAC)
+        ..NicSpec::new(NetKind::Slirp, GUEST_MAC)
     };
     let mut b = open_backend(&spec).expect("slirp with redirection");
     let slirp_mac = arp_gateway(b.as_mut());

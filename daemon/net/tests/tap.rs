@@ -6,7 +6,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use colinux_net::{open_backend, NetBackend, NicKind, NicSpec, TapBackend};
+use colinux_net::{open_backend, NetBackend, NetKind, NicSpec, TapBackend};
 use common::frames::{arp_reply_from, arp_request, icmp_echo, parse_ipv4};
 use common::{link_exists, readable, root_or_skip, wait_frame, NetNs};
 
@@ -80,7 +80,7 @@ fn generated_name_and_removal_on_close() {
         return;
     }
     let ns = NetNs::new("tapname");
-    let spec = NicSpec::new(NicKind::TunTap, GUEST_MAC);
+    let spec = NicSpec::new(NetKind::Tuntap, GUEST_MAC);
     let b = ns.enter(move || open_backend(&spec).expect("open"));
     let links = ns.ip(&["-o", "link", "show"]);
     let name = links

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
-use colinux_conf::{Config, NetKind, Protocol};
+use colinux_conf::Config;
 use colinux_devices::block::DiskImage;
 use colinux_devices::interrupt::InterruptSink;
 use colinux_devices::pci::PciRoot;
@@ -24,7 +24,7 @@ use colinux_devices::virtio::net::NetDevice;
 use colinux_devices::virtio::pci::VirtioPciDevice;
 use colinux_devices::virtio::VirtioDevice;
 use colinux_driver::pci_irq;
-use colinux_net::{open_backend, NicKind, NicSpec};
+use colinux_net::{open_backend, NicSpec};
 use vm_memory::GuestMemoryMmap;
 
 use super::doorbells::Doorbells;
@@ -40,30 +40,12 @@ pub fn vm_seed(config: &Config) -> String {
     format!("{}|{}", config.kernel.resolve().display(), disk)
 }
 
-fn nic_spec(net: &colinux_conf::NetDevice, seed: &str, slirp_bind: Ipv4Addr) -> NicSpec {
-    let kind = match net.kind {
-        NetKind::Slirp => NicKind::Slirp,
-        NetKind::Tuntap => NicKind::TunTap,
-        NetKind::PcapBridge => NicKind::PcapBridge,
-        NetKind::NdisBridge => NicKind::NdisBridge,
-    };
-    let mut spec = NicSpec::new(kind, net.effective_mac(seed).0);
+fn nic_spec(net: &colinux_conf::NetDeviceConf, seed: &str, slirp_bind: Ipv4Addr) -> NicSpec {
+    let mut spec = NicSpec::new(net.kind, net.effective_mac(seed).0);
     spec.host_interface = net.host_interface.clone();
     spec.promiscuous = net.promiscuous.unwrap_or(true);
     spec.redirect_bind = slirp_bind;
-    spec.redirections = net
-        .redirections
-        .iter()
-        .map(|r| colinux_net::Redirection {
-            protocol: match r.protocol {
-                Protocol::Tcp => colinux_net::Protocol::Tcp,
-                Protocol::Udp => colinux_net::Protocol::Udp,
-            },
-            host_port: r.host_port,
-            guest_port: r.guest_port,
-            count: r.count,
-        })
-        .collect();
+    spec.redirections = net.redirections.clone();
     spec
 }
 

@@ -319,26 +319,14 @@ mod tests {
         let (mut c, _) = controller();
         c.write(COMMAND_OFFSET, &[0xad]);
         c.send_keys(&[0x1e, 0x9e]);
-        assert_eq!(drain(&mut c), []);
+        assert_eq!(drain(&mut c), [0u8; 0]);
         c.write(COMMAND_OFFSET, &[0xae]);
         assert_eq!(drain(&mut c), [0x1e, 0x9e]);
     }
 
     #[test]
     fn each_byte_raises_the_keyboard_interrupt_when_enabled() {
-        use crate::interrupt::InterruptSink;
-        #[derive(Default)]
-        struct Lines(Mutex<Vec<(u32, bool)>>);
-        impl InterruptSink for Lines {
-            fn send_msi(&self, _: u64, _: u32) -> std::io::Result<()> {
-                Ok(())
-            }
-            fn set_irq_line(&self, irq: u32, level: bool) -> std::io::Result<()> {
-                self.0.lock().unwrap().push((irq, level));
-                Ok(())
-            }
-        }
-        let lines = Arc::new(Lines::default());
+        let lines = Arc::new(crate::interrupt::RecordedLines::default());
         let mut c = I8042::new(
             Arc::new(|_| {}),
             Some(IrqEdge::new(lines.clone(), KEYBOARD_IRQ)),

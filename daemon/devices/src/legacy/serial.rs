@@ -87,19 +87,7 @@ impl<W: Write + Send> BusDevice for SerialPort<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct Lines(Mutex<Vec<(u32, bool)>>);
-    impl InterruptSink for Lines {
-        fn send_msi(&self, _: u64, _: u32) -> std::io::Result<()> {
-            Ok(())
-        }
-        fn set_irq_line(&self, irq: u32, level: bool) -> std::io::Result<()> {
-            self.0.lock().unwrap().push((irq, level));
-            Ok(())
-        }
-    }
+    use crate::interrupt::RecordedLines as Lines;
 
     #[test]
     fn transmits_and_receives_with_interrupts() {

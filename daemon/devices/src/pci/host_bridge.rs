@@ -2,7 +2,7 @@
 //! class "host bridge" on bus 0 before it trusts the config ports.
 
 use super::config::{PciConfig, PciIds};
-use super::root::PciDevice;
+use super::device::PciDevice;
 
 /// Intel's ID space, device 0x0d57: the virtual host bridge ID other VMMs use,
 /// which has no Linux quirks attached.

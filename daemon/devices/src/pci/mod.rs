@@ -50,11 +50,12 @@
 //!   until the guest kicks its queue.
 
 pub mod config;
+mod device;
 pub mod host_bridge;
 pub mod msix;
 mod root;
 
+pub use device::PciDevice;
 pub use root::{
-    DeviceGuard, MmioWindow, NotifyRegion, PciConfigIo, PciDevice, PciError, PciMmio, PciRoot,
-    SLOTS,
+    DeviceGuard, MmioWindow, NotifyRegion, PciConfigIo, PciError, PciMmio, PciRoot, SLOTS,
 };

@@ -13,51 +13,13 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::config::{PciConfig, BAR0, CMD_MEMORY, COMMAND, NUM_BARS};
+use super::config::{BAR0, CMD_MEMORY, COMMAND, NUM_BARS};
+use super::device::PciDevice;
 use super::host_bridge::HostBridge;
 use crate::bus::{BusDevice, SharedBusDevice};
 
 /// Number of device slots on bus 0.
 pub const SLOTS: usize = 32;
-
-/// A function on the PCI bus, as the root sees it.
-pub trait PciDevice: Send {
-    /// Short name for logs (e.g. `virtio-blk cobd0`).
-    fn name(&self) -> String;
-    /// The configuration space (identity, BARs, command register).
-    fn config(&self) -> &PciConfig;
-    /// Mutable configuration space, used by the root to place BARs at start.
-    fn config_mut(&mut self) -> &mut PciConfig;
-    /// A guest read of configuration space.
-    fn config_read(&mut self, offset: usize, data: &mut [u8]) {
-        self.config().read(offset, data);
-    }
-    /// A guest write of configuration space (devices hook capabilities here).
-    fn config_write(&mut self, offset: usize, data: &[u8]) {
-        self.config_mut().write(offset, data);
-    }
-    /// A guest read at `offset` inside BAR `bar`.
-    fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]);
-    /// A guest write at `offset` inside BAR `bar`.
-    fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
-    /// Doorbells the VMM may turn into ioeventfds: `(bar, offset, len, queue)`.
-    fn notify_regions(&self) -> Vec<(usize, u64, u32, u16)> {
-        Vec::new()
-    }
-    /// Services a doorbell for `queue` that arrived outside MMIO (an ioeventfd).
-    fn queue_notify(&mut self, _queue: u16) {}
-    /// A host descriptor whose readability means the device has work (net rx).
-    fn backend_fd(&self) -> Option<RawFd> {
-        None
-    }
-    /// Does the work signalled by [`PciDevice::backend_fd`].
-    fn process_backend(&mut self) {}
-    /// The concrete device, for callers that need its own API (e.g. changing
-    /// a NIC's link state): `dev.as_any_mut()?.downcast_mut::<T>()`.
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        None
-    }
-}
 
 /// The guest-physical window where BARs are placed and decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,50 +11,52 @@
 //! A backend error fails only its request (`VIRTIO_BLK_S_IOERR`, logged with
 //! the backend's name); the device serves the next one as usual.
 
+use virtio_bindings::virtio_blk as vb;
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use super::chain::{self, Chain};
 use super::{
-    drain_queue, Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_BLOCK,
+    drain_queue, feature, Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC,
+    TYPE_BLOCK,
 };
 use crate::block::{BlockBackend, SECTOR_SIZE};
 
+// The virtio-blk numbers, from `virtio-bindings` (feature bits as masks,
+// statuses as the byte the device writes).
+
 /// Feature: `seg_max` is valid.
-pub const F_SEG_MAX: u64 = 1 << 2;
+pub const F_SEG_MAX: u64 = feature(vb::VIRTIO_BLK_F_SEG_MAX);
 /// Feature: the device is read-only.
-pub const F_RO: u64 = 1 << 5;
+pub const F_RO: u64 = feature(vb::VIRTIO_BLK_F_RO);
 /// Feature: `blk_size` is valid.
-pub const F_BLK_SIZE: u64 = 1 << 6;
+pub const F_BLK_SIZE: u64 = feature(vb::VIRTIO_BLK_F_BLK_SIZE);
 /// Feature: the flush command exists.
-pub const F_FLUSH: u64 = 1 << 9;
+pub const F_FLUSH: u64 = feature(vb::VIRTIO_BLK_F_FLUSH);
 /// Feature: the discard command exists.
-pub const F_DISCARD: u64 = 1 << 13;
+pub const F_DISCARD: u64 = feature(vb::VIRTIO_BLK_F_DISCARD);
 /// Feature: the write-zeroes command exists.
-pub const F_WRITE_ZEROES: u64 = 1 << 14;
-
+pub const F_WRITE_ZEROES: u64 = feature(vb::VIRTIO_BLK_F_WRITE_ZEROES);
 /// Request type: read.
-pub const T_IN: u32 = 0;
+pub const T_IN: u32 = vb::VIRTIO_BLK_T_IN;
 /// Request type: write.
-pub const T_OUT: u32 = 1;
+pub const T_OUT: u32 = vb::VIRTIO_BLK_T_OUT;
 /// Request type: flush.
-pub const T_FLUSH: u32 = 4;
+pub const T_FLUSH: u32 = vb::VIRTIO_BLK_T_FLUSH;
 /// Request type: read the device ID (serial).
-pub const T_GET_ID: u32 = 8;
+pub const T_GET_ID: u32 = vb::VIRTIO_BLK_T_GET_ID;
 /// Request type: discard.
-pub const T_DISCARD: u32 = 11;
+pub const T_DISCARD: u32 = vb::VIRTIO_BLK_T_DISCARD;
 /// Request type: write zeroes.
-pub const T_WRITE_ZEROES: u32 = 13;
-
+pub const T_WRITE_ZEROES: u32 = vb::VIRTIO_BLK_T_WRITE_ZEROES;
 /// Status: success.
-pub const S_OK: u8 = 0;
+pub const S_OK: u8 = vb::VIRTIO_BLK_S_OK as u8;
 /// Status: I/O error (also every refused request).
-pub const S_IOERR: u8 = 1;
+pub const S_IOERR: u8 = vb::VIRTIO_BLK_S_IOERR as u8;
 /// Status: unsupported request.
-pub const S_UNSUPP: u8 = 2;
-
+pub const S_UNSUPP: u8 = vb::VIRTIO_BLK_S_UNSUPP as u8;
 /// Length of the ID returned by `GET_ID`.
-pub const ID_LEN: usize = 20;
+pub const ID_LEN: usize = vb::VIRTIO_BLK_ID_BYTES as usize;
 /// Queue size offered to the guest.
 pub const QUEUE_SIZE: u16 = 256;
 /// Largest discard/write-zeroes range in sectors.
@@ -112,8 +114,10 @@ impl BlockDevice {
         &*self.image
     }
 
-    fn config_bytes(&self) -> [u8; 60] {
-        let mut c = [0u8; 60];
+    /// The `virtio_blk_config` fields this device offers (up to
+    /// `write_zeroes_may_unmap`).
+    fn config_bytes(&self) -> Vec<u8> {
+        let mut c = vec![0u8; 60];
         c[0..8].copy_from_slice(&self.image.sectors().to_le_bytes());
         c[12..16].copy_from_slice(&u32::from(QUEUE_SIZE - 2).to_le_bytes()); // seg_max
         c[20..24].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes()); // blk_size
@@ -309,8 +313,8 @@ impl VirtioDevice for BlockDevice {
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![QUEUE_SIZE]
     }
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        super::read_config_bytes(&self.config_bytes(), offset, data);
+    fn config_space(&self) -> Vec<u8> {
+        self.config_bytes()
     }
     fn process_queue(
         &mut self,

@@ -27,8 +27,7 @@ use vm_memory::{ByteValued, GuestMemoryMmap};
 
 use super::chain;
 use super::{
-    drain_raw_chains, read_config_bytes, Completions, VirtioDevice, F_RING_EVENT_IDX,
-    F_RING_INDIRECT_DESC, TYPE_FS,
+    drain_raw_chains, Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_FS,
 };
 
 /// Size of each queue (the high-priority queue and the one request queue).
@@ -324,8 +323,8 @@ impl VirtioDevice for FsDevice {
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![QUEUE_SIZE; 1 + REQUEST_QUEUES as usize]
     }
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        read_config_bytes(&self.config_bytes(), offset, data);
+    fn config_space(&self) -> Vec<u8> {
+        self.config_bytes().to_vec()
     }
     fn reset(&mut self) {
         // A new driver (a reboot in place) starts from FUSE_INIT with no

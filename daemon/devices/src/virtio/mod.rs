@@ -18,22 +18,29 @@ pub mod pci;
 use std::os::fd::RawFd;
 
 use chain::Chain;
+use virtio_bindings::{virtio_config, virtio_ids, virtio_ring};
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
 
+/// The feature mask of feature bit number `bit` (as `virtio-bindings` numbers
+/// them, e.g. `VIRTIO_F_VERSION_1` is 32).
+pub const fn feature(bit: u32) -> u64 {
+    1 << bit
+}
+
 /// Feature bit: the device follows virtio 1.x (always offered by the transport).
-pub const F_VERSION_1: u64 = 1 << 32;
+pub const F_VERSION_1: u64 = feature(virtio_config::VIRTIO_F_VERSION_1);
 /// Feature bit: indirect descriptor tables.
-pub const F_RING_INDIRECT_DESC: u64 = 1 << 28;
+pub const F_RING_INDIRECT_DESC: u64 = feature(virtio_ring::VIRTIO_RING_F_INDIRECT_DESC);
 /// Feature bit: `used_event`/`avail_event` interrupt suppression.
-pub const F_RING_EVENT_IDX: u64 = 1 << 29;
+pub const F_RING_EVENT_IDX: u64 = feature(virtio_ring::VIRTIO_RING_F_EVENT_IDX);
 
 /// Virtio device type of a network card.
-pub const TYPE_NET: u16 = 1;
+pub const TYPE_NET: u16 = virtio_ids::VIRTIO_ID_NET as u16;
 /// Virtio device type of a block device.
-pub const TYPE_BLOCK: u16 = 2;
+pub const TYPE_BLOCK: u16 = virtio_ids::VIRTIO_ID_BLOCK as u16;
 /// Virtio device type of a file system (virtio-fs).
-pub const TYPE_FS: u16 = 26;
+pub const TYPE_FS: u16 = virtio_ids::VIRTIO_ID_FS as u16;
 
 /// What a device's queue handling produced: which queues got used entries.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +87,14 @@ pub trait VirtioDevice: Send {
     fn features(&self) -> u64;
     /// Maximum size of each queue (powers of two); the length is the queue count.
     fn queue_max_sizes(&self) -> Vec<u16>;
-    /// Reads the device-specific configuration structure.
-    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// The device-specific configuration structure, as the guest sees it
+    /// (little-endian fields).
+    fn config_space(&self) -> Vec<u8>;
+    /// Reads the device-specific configuration structure: bytes past its end
+    /// read as zero.
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config_space(), offset, data);
+    }
     /// Writes the device-specific configuration structure (ignored by default).
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// The driver set DRIVER_OK with these negotiated features.

@@ -27,30 +27,33 @@ use std::os::fd::RawFd;
 
 use colinux_net::vnet::{GSO_NONE, VNET_HDR_LEN};
 use colinux_net::{NetBackend, Offloads, VnetHdr, MAX_FRAME_LEN, MIN_FRAME_LEN};
+use virtio_bindings::virtio_net as vn;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::chain::{self, Chain};
 use super::drain_queue;
 use super::pci::VirtioPciDevice;
-use super::{Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_NET};
+use super::{feature, Completions, VirtioDevice, F_RING_EVENT_IDX, F_RING_INDIRECT_DESC, TYPE_NET};
+
+// The virtio-net numbers, from `virtio-bindings`.
 
 /// Feature: the driver may leave TCP/UDP checksums to the device.
-pub const F_CSUM: u64 = 1 << 0;
+pub const F_CSUM: u64 = feature(vn::VIRTIO_NET_F_CSUM);
 /// Feature: the driver may send TCP/IPv4 super-frames (TSO).
-pub const F_HOST_TSO4: u64 = 1 << 11;
+pub const F_HOST_TSO4: u64 = feature(vn::VIRTIO_NET_F_HOST_TSO4);
 /// Feature: the driver may send TCP/IPv6 super-frames (TSO).
-pub const F_HOST_TSO6: u64 = 1 << 12;
+pub const F_HOST_TSO6: u64 = feature(vn::VIRTIO_NET_F_HOST_TSO6);
 /// Feature: the driver may send super-frames with ECN.
-pub const F_HOST_ECN: u64 = 1 << 13;
+pub const F_HOST_ECN: u64 = feature(vn::VIRTIO_NET_F_HOST_ECN);
 /// Feature: the `mac` config field is valid.
-pub const F_MAC: u64 = 1 << 5;
+pub const F_MAC: u64 = feature(vn::VIRTIO_NET_F_MAC);
 /// Feature: the `status` config field is valid.
-pub const F_STATUS: u64 = 1 << 16;
+pub const F_STATUS: u64 = feature(vn::VIRTIO_NET_F_STATUS);
 /// Config status bit: the link is up.
-pub const S_LINK_UP: u16 = 1;
+pub const S_LINK_UP: u16 = vn::VIRTIO_NET_S_LINK_UP as u16;
 /// Length of `virtio_net_hdr_v1`.
-pub const HDR_LEN: usize = 12;
+pub const HDR_LEN: usize = std::mem::size_of::<vn::virtio_net_hdr_v1>();
 /// Index of the receive queue.
 pub const RX_QUEUE: usize = 0;
 /// Index of the transmit queue.
@@ -303,13 +306,13 @@ impl VirtioDevice for NetDevice {
     fn queue_max_sizes(&self) -> Vec<u16> {
         vec![QUEUE_SIZE, QUEUE_SIZE]
     }
-    fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let mut c = [0u8; 12];
+    fn config_space(&self) -> Vec<u8> {
+        let mut c = vec![0u8; 12];
         c[0..6].copy_from_slice(&self.mac);
         c[6..8].copy_from_slice(&(if self.link_up { S_LINK_UP } else { 0 }).to_le_bytes());
         c[8..10].copy_from_slice(&1u16.to_le_bytes()); // max_virtqueue_pairs
         c[10..12].copy_from_slice(&1500u16.to_le_bytes()); // mtu
-        super::read_config_bytes(&c, offset, data);
+        c
     }
     fn activate(&mut self, features: u64) {
         let on = |f: u64| features & f != 0;

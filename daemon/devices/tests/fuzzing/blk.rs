@@ -18,7 +18,7 @@ use vm_memory::{Bytes, GuestAddress};
 use super::input::Input;
 use super::memdisk::MemDisk;
 use super::ring::{offer, take_used};
-use super::{machine, ring_op, with_device, SCRATCH, SCRATCH_LEN};
+use super::{common_write_op, machine, ring_op, suppression_op, with_device, SCRATCH, SCRATCH_LEN};
 use crate::common::{Machine, VirtioDriver, EVENT_IDX};
 
 /// Most guest actions one input performs.
@@ -165,21 +165,12 @@ pub fn run(data: &[u8]) {
             }
             7 => {
                 // Interrupt suppression: avail flags or used_event.
-                let v = inp.u16();
-                if inp.u8() & 1 == 0 {
-                    m.mem.write_obj(v, GuestAddress(q.avail)).unwrap();
-                } else {
-                    q.set_used_event(&m.mem, v);
-                }
+                suppression_op(&mut inp, &m.mem, q);
             }
             8 => {
-                let off = u64::from(inp.u8() % 64);
-                let w = inp.width(true);
-                let v = inp.u64();
-                if off != 20 || v as u8 != 0 {
+                if !common_write_op(&mut inp, &mut m, &d) {
                     layout_known = false;
                 }
-                d.common_write(&mut m, off, w, v);
             }
             9 => {
                 let off = u64::from(inp.u8() % 64);

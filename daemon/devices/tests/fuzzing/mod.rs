@@ -17,7 +17,7 @@ pub mod ring;
 
 use std::sync::{Arc, Mutex};
 
-use crate::common::{DriverQueue, Machine, RecordingSink, WINDOW};
+use crate::common::{DriverQueue, Machine, RecordingSink, VirtioDriver, WINDOW};
 use colinux_devices::pci::{PciConfigIo, PciMmio, PciRoot};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -106,4 +106,26 @@ pub fn ring_op(op: u8, inp: &mut input::Input<'_>, mem: &GuestMemoryMmap, q: &mu
             mem.write_slice(bytes, GuestAddress(SCRATCH + off)).unwrap();
         }
     }
+}
+
+/// Interrupt suppression as both virtio targets fuzz it: a raw avail-ring
+/// `flags` word or a raw `used_event`.
+pub fn suppression_op(inp: &mut input::Input<'_>, mem: &GuestMemoryMmap, q: &DriverQueue) {
+    let v = inp.u16();
+    if inp.u8() & 1 == 0 {
+        mem.write_obj(v, GuestAddress(q.avail)).unwrap();
+    } else {
+        q.set_used_event(mem, v);
+    }
+}
+
+/// A raw write to the common configuration (offset, width and value from the
+/// input). Returns whether the queue layout the target tracks is still known:
+/// only writing 0 to `device_status` (a reset) keeps it.
+pub fn common_write_op(inp: &mut input::Input<'_>, m: &mut Machine, d: &VirtioDriver) -> bool {
+    let off = u64::from(inp.u8() % 64);
+    let w = inp.width(true);
+    let v = inp.u64();
+    d.common_write(m, off, w, v);
+    off == 20 && v as u8 == 0
 }

@@ -45,7 +45,7 @@ impl SlirpBackend {
     pub fn new(redirections: &[Redirection], bind: Ipv4Addr) -> Result<Self, NetError> {
         let mut forwards = Vec::new();
         for r in redirections {
-            for (host, guest) in r.port_pairs()? {
+            for (host, guest) in crate::port_pairs(r)? {
                 forwards.push((r.protocol == Protocol::Udp, host, guest));
             }
         }

@@ -51,18 +51,20 @@ const REGION_LEN: u32 = 0x1000;
 
 /// Device status bits (virtio 1.x, 2.1).
 pub mod status {
+    use virtio_bindings::virtio_config as vc;
+
     /// The guest noticed the device.
-    pub const ACKNOWLEDGE: u8 = 1;
+    pub const ACKNOWLEDGE: u8 = vc::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
     /// The guest has a driver for it.
-    pub const DRIVER: u8 = 2;
+    pub const DRIVER: u8 = vc::VIRTIO_CONFIG_S_DRIVER as u8;
     /// The driver is ready to drive the device.
-    pub const DRIVER_OK: u8 = 4;
+    pub const DRIVER_OK: u8 = vc::VIRTIO_CONFIG_S_DRIVER_OK as u8;
     /// Feature negotiation is complete.
-    pub const FEATURES_OK: u8 = 8;
+    pub const FEATURES_OK: u8 = vc::VIRTIO_CONFIG_S_FEATURES_OK as u8;
     /// The device hit an error and needs a reset.
-    pub const NEEDS_RESET: u8 = 0x40;
+    pub const NEEDS_RESET: u8 = vc::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
     /// The guest gave up on the device.
-    pub const FAILED: u8 = 0x80;
+    pub const FAILED: u8 = vc::VIRTIO_CONFIG_S_FAILED as u8;
 }
 
 /// ISR bit: a queue has used buffers.
@@ -303,7 +305,8 @@ impl<D: VirtioDevice> VirtioPciDevice<D> {
                 // Without EVENT_IDX the driver asks for silence with
                 // VRING_AVAIL_F_NO_INTERRUPT in the avail ring's flags.
                 let flags: u16 = self.mem.read_obj(GuestAddress(q.avail_ring())).unwrap_or(0);
-                notify = u16::from_le(flags) & 1 == 0;
+                let no_interrupt = virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT as u16;
+                notify = u16::from_le(flags) & no_interrupt == 0;
             }
             if notify {
                 self.signal(self.queue_vectors[i], ISR_QUEUE);
