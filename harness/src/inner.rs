@@ -5,6 +5,7 @@
 
 use crate::conf::{Conf, NetKind};
 use crate::qemu::shell_quote;
+use std::path::Path;
 
 /// Where the inner QEMU finds its firmware inside the host VM.
 pub const FIRMWARE_DIR: &str = "/usr/share/colinux-fw";
@@ -17,6 +18,28 @@ pub struct InnerQemu {
     /// Shell lines to run in the host VM before each boot (TAP/bridge set-up,
     /// virtiofsd started; sourced after /etc/colinux/host-lib.sh).
     pub prepare: Vec<String>,
+}
+
+impl InnerQemu {
+    /// The argument file the host VM's `inner_monitor` (host-lib.sh) reads:
+    /// one argument a line.
+    pub fn args_file(&self) -> String {
+        self.argv.join("\n") + "\n"
+    }
+
+    /// Writes `qemu.args` into the work directory `work`, and `prepare.sh`
+    /// when `with_prepare` (QEMU is the monitor) and there is something to
+    /// prepare.
+    pub fn write_work_files(&self, work: &Path, with_prepare: bool) -> std::io::Result<()> {
+        std::fs::write(work.join("qemu.args"), self.args_file())?;
+        if with_prepare && !self.prepare.is_empty() {
+            std::fs::write(
+                work.join("prepare.sh"),
+                format!(". /etc/colinux/host-lib.sh\n{}\n", self.prepare.join("\n")),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The vhost-user socket of share `tag` inside the host VM.

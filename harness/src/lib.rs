@@ -12,10 +12,14 @@
 //! The file protocol between the harness, the host VM and the guest is
 //! documented in vm-images/README.md.
 
+// Only `guard` (signals and process groups) needs unsafe code.
+#![deny(unsafe_code)]
+
 pub mod accel;
 pub mod checks;
 pub mod conf;
 pub mod daemon;
+#[allow(unsafe_code)]
 pub mod guard;
 pub mod host_state;
 pub mod images;

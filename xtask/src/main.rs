@@ -1,5 +1,7 @@
 //! Project automation: `cargo xtask images | run | ci-boot | soak | bench | ci`.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod bench_host;
 mod ci;

@@ -118,13 +118,7 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
     let parsed = conf::parse(&text)?;
     std::fs::write(work.join("colinux.conf"), &text)?;
     let inner = inner_qemu(&parsed, &|_| false);
-    std::fs::write(work.join("qemu.args"), inner.argv.join("\n") + "\n")?;
-    if !inner.prepare.is_empty() && monitor == Monitor::Qemu {
-        std::fs::write(
-            work.join("prepare.sh"),
-            format!(". /etc/colinux/host-lib.sh\n{}\n", inner.prepare.join("\n")),
-        )?;
-    }
+    inner.write_work_files(&work, monitor == Monitor::Qemu)?;
     // Without a terminal nobody can log in: the run then proves the guest
     // reaches its login prompt, logs in as root on the console, powers off.
     if !interactive {

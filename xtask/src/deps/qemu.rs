@@ -6,7 +6,7 @@
 //! replaces it, and a check before and after sees `qemu-utils` vanish (the
 //! first-try failure of issue 11). QEMU 10 is also the better host VM here
 //! (no "TCG doesn't support requested feature" lines, the nested setup's
-//! figures in DESIGN.md). So on bookworm both packages come from backports,
+//! figures in docs/ARCHITECTURE.md). So on bookworm both packages come from backports,
 //! whatever the machine had before; on other releases from their own suite.
 
 use anyhow::{bail, Context, Result};
