@@ -1,11 +1,13 @@
 //! The coLinux-rs monitor: guest memory, page tables, boot state and the KVM world switch.
+//!
+//! - [`hypervisor`]: the `Hypervisor` → `Vm` → `Vcpu` traits the daemon and
+//!   the `sim` crate build machines through, [`VmExit`](hypervisor::VmExit),
+//!   and the KVM backend with its host probe ([`hypervisor::kvm`]);
+//! - [`arch::x86_64`]: everything x86 about booting a stock kernel (memory
+//!   layout, boot protocol, page tables, CPU state, ACPI, MP table, PCI
+//!   interrupt routing);
+//! - [`ram`]: host mappings for guest RAM.
 
-pub mod acpi;
-pub mod boot;
+pub mod arch;
 pub mod hypervisor;
-pub mod kvm;
-pub mod layout;
-pub mod mptable;
-pub mod paging;
-pub mod pci_irq;
 pub mod ram;

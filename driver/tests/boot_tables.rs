@@ -2,13 +2,12 @@
 //! e820 map, the MP table and the ACPI tables. A change to any of them shows up
 //! as a snapshot diff to review.
 
-use colinux_driver::acpi::{self, AcpiConfig};
-use colinux_driver::boot::loader::{
-    build_zero_page, synthesized_header, LoadedInitrd, ZeroPageConfig,
-};
-use colinux_driver::boot::setup::mmio64_window;
-use colinux_driver::layout::{MemoryLayout, BIOS_AREA_START};
-use colinux_driver::mptable::{self, MPTABLE_START};
+use colinux_driver::arch::x86_64::acpi::{self, AcpiConfig};
+use colinux_driver::arch::x86_64::boot::bzimage::synthesized_header;
+use colinux_driver::arch::x86_64::boot::initrd::LoadedInitrd;
+use colinux_driver::arch::x86_64::boot::zero_page::{build_zero_page, ZeroPageConfig};
+use colinux_driver::arch::x86_64::layout::{mmio64_window, MemoryLayout, BIOS_AREA_START};
+use colinux_driver::arch::x86_64::mptable::{self, MPTABLE_START};
 use vm_memory::ByteValued;
 
 /// The default machine of these snapshots: 1 vCPU, 256 MiB (what `--cpus`
@@ -53,7 +52,7 @@ fn zero_page_default() {
         rsdp: Some(BIOS_AREA_START),
     });
     insta::assert_yaml_snapshot!(hexdump(
-        colinux_driver::layout::ZERO_PAGE_START,
+        colinux_driver::arch::x86_64::layout::ZERO_PAGE_START,
         zp.as_slice()
     ));
 }

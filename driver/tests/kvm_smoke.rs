@@ -3,11 +3,11 @@
 //! exits and a halt. Even `kvm_pvm`, which cannot boot a stock kernel, runs this.
 //! Without a usable `/dev/kvm`, the probe must say so.
 
-use colinux_driver::boot::cpu::{boot_cpu_state, boot_fpu, EntryMode};
+use colinux_driver::arch::x86_64::cpu::{boot_cpu_state, boot_fpu, EntryMode};
+use colinux_driver::arch::x86_64::layout::{PAGE_TABLES_PAGES, PAGE_TABLES_START, ZERO_PAGE_START};
+use colinux_driver::arch::x86_64::paging::{boot_identity_map, build, TableArea};
+use colinux_driver::hypervisor::kvm::{probe_host, HostSupport, KvmHypervisor};
 use colinux_driver::hypervisor::{Hypervisor, VmExit};
-use colinux_driver::kvm::{probe_host, HostSupport, KvmHypervisor};
-use colinux_driver::layout::{PAGE_TABLES_PAGES, PAGE_TABLES_START, ZERO_PAGE_START};
-use colinux_driver::paging::{boot_identity_map, build, TableArea};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const ENTRY: u64 = 0x10_0000;

@@ -15,12 +15,12 @@ use colinux_devices::pci::{MmioWindow, PciConfigIo, PciError, PciMmio, PciRoot};
 use colinux_devices::virtio::blk::BlockDevice;
 use colinux_devices::virtio::net::NetDevice;
 use colinux_devices::virtio::pci::VirtioPciDevice;
-use colinux_driver::boot::cpu::{boot_cpu_state, boot_fpu, boot_msrs, EntryMode};
-use colinux_driver::hypervisor::{HypervisorError, Vcpu, Vm};
-use colinux_driver::layout::{
+use colinux_driver::arch::x86_64::cpu::{boot_cpu_state, boot_fpu, boot_msrs, EntryMode};
+use colinux_driver::arch::x86_64::layout::{
     KERNEL_START, MMIO32_SIZE, MMIO32_START, PAGE_TABLES_PAGES, PAGE_TABLES_START, ZERO_PAGE_START,
 };
-use colinux_driver::paging::{self, TableArea};
+use colinux_driver::arch::x86_64::paging::{self, TableArea};
+use colinux_driver::hypervisor::{HypervisorError, Vcpu, Vm};
 use colinux_net::NetBackend;
 use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryMmap};
 

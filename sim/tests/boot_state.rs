@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use colinux_driver::boot::cpu::{boot_cpu_state, BootCpuState, EntryMode};
+use colinux_driver::arch::x86_64::cpu::{boot_cpu_state, BootCpuState, EntryMode};
+use colinux_driver::arch::x86_64::layout::{PAGE_TABLES_PAGES, PAGE_TABLES_START};
+use colinux_driver::arch::x86_64::paging::{boot_identity_map, build, TableArea};
 use colinux_driver::hypervisor::SpecialRegisters;
-use colinux_driver::layout::{PAGE_TABLES_PAGES, PAGE_TABLES_START};
-use colinux_driver::paging::{boot_identity_map, build, TableArea};
 use colinux_sim::arch::check;
 use proptest::prelude::*;
 use rstest::rstest;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use colinux_daemon::vmm::doorbells::{ConfigPorts, Doorbells};
 use colinux_devices::bus::BusDevice;
 use colinux_devices::pci::PciConfigIo;
+use colinux_driver::hypervisor::kvm::KvmHypervisor;
 use colinux_driver::hypervisor::{Hypervisor, Vm};
 use colinux_sim::faulty_disk::FaultyDisk;
 use colinux_sim::machine::SimMachine;
@@ -80,7 +81,7 @@ fn config_writes_do_not_leak_descriptors_sim() {
 
 #[test]
 fn config_writes_do_not_leak_descriptors_kvm() {
-    let vm = match colinux_driver::kvm::KvmHypervisor::new().and_then(|hv| hv.create_vm()) {
+    let vm = match KvmHypervisor::new().and_then(|hv| hv.create_vm()) {
         Ok(vm) => vm,
         Err(e) => {
             println!("skipped: no usable /dev/kvm here ({e})");

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use colinux_driver::paging::{build, Access, Mapping, PageSize, TableArea};
+use colinux_driver::arch::x86_64::paging::{build, Access, Mapping, PageSize, TableArea};
 use colinux_sim::paging::{walk, WalkError};
 use proptest::prelude::*;
 
@@ -121,7 +121,7 @@ proptest! {
 #[test]
 fn boot_identity_map_covers_low_4g() {
     let t = build(
-        &colinux_driver::paging::boot_identity_map(),
+        &colinux_driver::arch::x86_64::paging::boot_identity_map(),
         TableArea {
             base: 0x9000,
             pages: 16,

@@ -23,7 +23,7 @@ use colinux_devices::virtio::fs::FsDevice;
 use colinux_devices::virtio::net::NetDevice;
 use colinux_devices::virtio::pci::VirtioPciDevice;
 use colinux_devices::virtio::VirtioDevice;
-use colinux_driver::pci_irq;
+use colinux_driver::arch::x86_64::pci_irq;
 use colinux_net::{open_backend, NicSpec};
 use vm_memory::GuestMemoryMmap;
 

@@ -10,8 +10,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use colinux_devices::interrupt::InterruptSink;
+use colinux_driver::arch::x86_64::pci_irq;
 use colinux_driver::hypervisor::{HypervisorError, Vm};
-use colinux_driver::pci_irq;
 
 /// Delivers device interrupts through a [`Vm`] (KVM_SIGNAL_MSI / KVM_IRQ_LINE).
 pub struct VmInterrupts {

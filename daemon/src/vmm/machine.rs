@@ -19,11 +19,13 @@ use colinux_devices::legacy::serial::{IrqEdge, SerialPort};
 use colinux_devices::legacy::vga::{self, TextScreen, VgaText};
 use colinux_devices::legacy::{PowerEvent, PowerSink};
 use colinux_devices::pci::{MmioWindow, PciConfigIo, PciMmio, PciRoot};
-use colinux_driver::acpi;
-use colinux_driver::boot::setup::{configure_vcpu, mmio64_window, prepare_guest, BootImages};
+use colinux_driver::arch::x86_64::acpi;
+use colinux_driver::arch::x86_64::layout::{
+    mmio64_window, MemoryLayout, MMIO32_SIZE, MMIO32_START,
+};
+use colinux_driver::arch::x86_64::setup::{configure_vcpu, prepare_guest, BootImages};
+use colinux_driver::hypervisor::kvm::KvmHypervisor;
 use colinux_driver::hypervisor::{Hypervisor, Vcpu, Vm};
-use colinux_driver::kvm::KvmHypervisor;
-use colinux_driver::layout::{MemoryLayout, MMIO32_SIZE, MMIO32_START};
 use vm_memory::GuestMemoryMmap;
 
 use super::console::ConsoleOut;

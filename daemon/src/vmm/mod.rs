@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use colinux_conf::Config;
-use colinux_driver::kvm::probe_host;
+use colinux_driver::hypervisor::kvm::probe_host;
 
 use crate::cli::{OnReboot, RunOptions};
 pub use machine::MachineSpec;

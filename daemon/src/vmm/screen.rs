@@ -6,7 +6,7 @@
 use colinux_conf::keys::VGA_COLORS;
 use colinux_conf::Config;
 use colinux_devices::legacy::vga::TextSize;
-use colinux_driver::boot::loader::VgaTextMode;
+use colinux_driver::arch::x86_64::boot::zero_page::VgaTextMode;
 
 /// The screen size: `cocon=` when a VGA text screen can have it, else 80x25.
 pub fn text_size(config: &Config) -> TextSize {

@@ -43,11 +43,11 @@ pub enum Target {
 /// The guest port of `ttysN`: (guest device name, I/O base, ISA IRQ).
 pub fn guest_port(index: u32) -> Option<(&'static str, u16, u8)> {
     let names = ["ttyS1", "ttyS2", "ttyS3"];
-    let (_, base, irq) = *colinux_driver::acpi::EXTRA_COM.get(index as usize)?;
+    let (_, base, irq) = *colinux_driver::arch::x86_64::acpi::EXTRA_COM.get(index as usize)?;
     Some((names[index as usize], base, irq))
 }
 
-/// The [`colinux_driver::acpi::AcpiConfig::extra_com`] bits for the
+/// The [`colinux_driver::arch::x86_64::acpi::AcpiConfig::extra_com`] bits for the
 /// configured `ttysN`.
 pub fn extra_com(config: &Config) -> u8 {
     config

@@ -2,12 +2,14 @@
 //! a vCPU returns when the guest needs the monitor.
 //!
 //! The daemon builds a machine only through these traits, so the KVM backend
-//! ([`crate::kvm`]) and the software model in the `sim` crate are interchangeable
+//! ([`kvm`]) and the software model in the `sim` crate are interchangeable
 //! (and a Windows Hypervisor Platform backend can slot in later). The register,
 //! segment, FPU, MSR, CPUID and LAPIC types are the `kvm-bindings` structures: they
 //! are plain `#[repr(C)]` data, widely understood, and every backend can fill them.
 //!
 //! Modelled on cloud-hypervisor's `hypervisor` crate, kept deliberately small.
+
+pub mod kvm;
 
 use std::io;
 use std::sync::Arc;

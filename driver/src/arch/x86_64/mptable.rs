@@ -5,11 +5,12 @@
 //! tables instead; the MP table is written anyway (kernels with MP parsing and
 //! `acpi=off` use it), in the EBDA where the kernel scans for it.
 
-use crate::layout::{IOAPIC_START, LAPIC_START};
-use crate::pci_irq;
+use crate::arch::x86_64::checksum::checksum;
+use crate::arch::x86_64::layout::{IOAPIC_START, LAPIC_START};
+use crate::arch::x86_64::pci_irq;
 
 /// Where the MP floating pointer (and the table after it) is placed: the EBDA.
-pub const MPTABLE_START: u64 = crate::layout::EBDA_START;
+pub const MPTABLE_START: u64 = crate::arch::x86_64::layout::EBDA_START;
 /// Bus id of PCI bus 0 in the table.
 pub const BUS_PCI: u8 = 0;
 /// Bus id of the ISA bus in the table.
@@ -20,10 +21,6 @@ pub const IOAPIC_PINS: u8 = 24;
 const PCI_INT_FLAGS: u8 = 0x0f;
 const APIC_VERSION: u8 = 0x14;
 const IOAPIC_VERSION: u8 = 0x11;
-
-fn checksum(b: &[u8]) -> u8 {
-    0u8.wrapping_sub(b.iter().fold(0u8, |a, &x| a.wrapping_add(x)))
-}
 
 /// Builds the floating pointer and configuration table for placement at `base`.
 pub fn build(cpus: u8, ioapic_id: u8, base: u64) -> Vec<u8> {
@@ -98,21 +95,17 @@ pub fn build(cpus: u8, ioapic_id: u8, base: u64) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn sum(b: &[u8]) -> u8 {
-        b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
-    }
-
     #[test]
     fn checksums_counts_and_pointer() {
         for cpus in [1u8, 2, 8, 64] {
             let t = build(cpus, 0, MPTABLE_START);
-            assert_eq!(sum(&t[..16]), 0);
+            assert_eq!(checksum(&t[..16]), 0);
             let ptr = u32::from_le_bytes(t[4..8].try_into().unwrap()) as u64;
             assert_eq!(ptr, MPTABLE_START + 16);
             let table = &t[16..];
             let len = u16::from_le_bytes([table[4], table[5]]) as usize;
             assert_eq!(len, table.len());
-            assert_eq!(sum(table), 0);
+            assert_eq!(checksum(table), 0);
             let count = u16::from_le_bytes([table[34], table[35]]) as usize;
             assert_eq!(count, cpus as usize + 2 + 1 + 16 + 31 + 2);
             // Exactly one boot processor.

@@ -11,8 +11,9 @@
 
 pub mod aml;
 
-use crate::layout::{IOAPIC_START, LAPIC_START, MMIO32_SIZE, MMIO32_START};
-use crate::pci_irq;
+use crate::arch::x86_64::checksum::checksum;
+use crate::arch::x86_64::layout::{IOAPIC_START, LAPIC_START, MMIO32_SIZE, MMIO32_START};
+use crate::arch::x86_64::pci_irq;
 
 /// Port of the FADT sleep-control register (the guest writes SLP_TYP|SLP_EN).
 pub const SLEEP_CONTROL_PORT: u16 = 0x600;
@@ -66,10 +67,6 @@ impl AcpiTables {
 
 const OEM_ID: &[u8; 6] = b"COLNUX";
 const OEM_TABLE_ID: &[u8; 8] = b"COLINUX ";
-
-fn checksum(bytes: &[u8]) -> u8 {
-    0u8.wrapping_sub(bytes.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
-}
 
 /// A table with the standard 36-byte header; `body` follows it.
 fn sdt(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
@@ -276,10 +273,6 @@ pub fn build(cfg: &AcpiConfig, base: u64) -> AcpiTables {
 mod tests {
     use super::*;
 
-    fn sum(b: &[u8]) -> u8 {
-        b.iter().fold(0u8, |a, &x| a.wrapping_add(x))
-    }
-
     #[test]
     fn extra_serial_ports_are_described() {
         let dsdt = |extra_com| {
@@ -323,12 +316,12 @@ mod tests {
         for (name, off, len) in &t.tables {
             let b = &t.blob[*off..off + len];
             if name == "RSDP" {
-                assert_eq!(sum(&b[..20]), 0);
-                assert_eq!(sum(b), 0);
+                assert_eq!(checksum(&b[..20]), 0);
+                assert_eq!(checksum(b), 0);
                 let xsdt = u64::from_le_bytes(b[24..32].try_into().unwrap());
                 assert_eq!(xsdt, 0xe0000 + t.tables[1].1 as u64);
             } else {
-                assert_eq!(sum(b), 0, "{name} checksum");
+                assert_eq!(checksum(b), 0, "{name} checksum");
                 assert_eq!(&b[..4], name.as_bytes());
                 assert_eq!(
                     u32::from_le_bytes(b[4..8].try_into().unwrap()) as usize,

@@ -5,21 +5,27 @@ use std::path::Path;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::brand::{brand_string_leaves, guest_brand, host_brand};
-use super::cpu::{
-    boot_cpu_state, boot_fpu, boot_msrs, configure_lapic, vcpu_cpuid, BootCpuState, EntryMode,
+use super::acpi::{self, AcpiConfig, AcpiTables};
+use super::boot::cmdline::load_cmdline;
+use super::boot::error::LoadError;
+use super::boot::initrd::{load_initrd, LoadedInitrd};
+use super::boot::kernel::{load_kernel, KernelEntry};
+use super::boot::pvh::write_pvh_start_info;
+use super::boot::zero_page::{
+    build_zero_page, honour_nokaslr, set_text_screen, write_zero_page, VgaTextMode, ZeroPageConfig,
 };
-use super::loader::{
-    build_zero_page, honour_nokaslr, load_cmdline, load_initrd, load_kernel, set_text_screen,
-    write_pvh_start_info, write_zero_page, KernelEntry, LoadError, LoadedInitrd, VgaTextMode,
-    ZeroPageConfig,
+use super::cpu::brand::{brand_string_leaves, guest_brand, host_brand};
+use super::cpu::cpuid::vcpu_cpuid;
+use super::cpu::lapic::configure_lapic;
+use super::cpu::{boot_cpu_state, boot_fpu, boot_msrs, BootCpuState, EntryMode};
+use super::layout::{
+    mmio64_window, MemoryLayout, BIOS_AREA_START, CMDLINE_MAX_SIZE, PAGE_TABLES_PAGES,
+    PAGE_TABLES_START, ZERO_PAGE_START,
 };
-use crate::acpi::{self, AcpiConfig, AcpiTables};
+use super::mptable::{self, MPTABLE_START};
+use super::paging::{self, PagingError, TableArea};
+use super::reset_vector::{reset_vector_stub, RESET_VECTOR};
 use crate::hypervisor::{CpuIdEntry, HypervisorError, Vcpu};
-use crate::layout::{
-    MemoryLayout, BIOS_AREA_START, PAGE_TABLES_PAGES, PAGE_TABLES_START, ZERO_PAGE_START,
-};
-use crate::paging::{self, PagingError, TableArea};
 
 /// Errors preparing the guest.
 #[derive(Debug, thiserror::Error)]
@@ -71,37 +77,6 @@ pub struct PreparedGuest {
     pub acpi: AcpiTables,
 }
 
-/// The 64-bit PCI MMIO window: 64 GiB starting at the first 64 GiB boundary at or
-/// above the end of RAM.
-pub fn mmio64_window(layout: &MemoryLayout) -> (u64, u64) {
-    let ram_top = crate::layout::HIGH_RAM_START + layout.high_ram_size();
-    let base = ram_top.next_multiple_of(64 << 30);
-    (base, 64 << 30)
-}
-
-/// Physical address of the real-mode reset vector (F000:FFF0).
-pub const RESET_VECTOR: u64 = 0xf_fff0;
-
-/// The code at the reset vector: there is no BIOS, so a kernel that reboots
-/// "through the BIOS" (Linux falls back to it after ACPI, keyboard controller and
-/// EFI, and a hardware-reduced ACPI platform starts with EFI) lands here, and
-/// this writes the ACPI reset register the daemon serves:
-/// `mov al, RESET_VALUE; mov dx, RESET_PORT; out dx, al; hlt; jmp $-1`.
-pub fn reset_vector_stub() -> Vec<u8> {
-    let port = acpi::RESET_PORT.to_le_bytes();
-    vec![
-        0xb0,
-        acpi::RESET_VALUE,
-        0xba,
-        port[0],
-        port[1],
-        0xee,
-        0xf4,
-        0xeb,
-        0xfd,
-    ]
-}
-
 /// Loads kernel, initrd and command line, and writes the zero page (or PVH start
 /// info), ACPI tables, boot page tables and GDT into `mem`.
 pub fn prepare_guest(
@@ -123,7 +98,7 @@ pub fn prepare_guest(
             },
             u64::from(header.initrd_addr_max),
         ),
-        KernelEntry::Pvh { .. } => (crate::layout::CMDLINE_MAX_SIZE as usize - 1, 0xffff_ffff),
+        KernelEntry::Pvh { .. } => (CMDLINE_MAX_SIZE as usize - 1, 0xffff_ffff),
     };
     load_cmdline(mem, images.cmdline, max_cmdline)?;
     let initrd = match images.initrd {
@@ -143,8 +118,8 @@ pub fn prepare_guest(
         .map_err(|_| SetupError::Write("ACPI tables"))?;
     mem.write_slice(&reset_vector_stub(), GuestAddress(RESET_VECTOR))
         .map_err(|_| SetupError::Write("reset vector"))?;
-    let mp = crate::mptable::build(cpus as u8, 0, crate::mptable::MPTABLE_START);
-    mem.write_slice(&mp, GuestAddress(crate::mptable::MPTABLE_START))
+    let mp = mptable::build(cpus as u8, 0, MPTABLE_START);
+    mem.write_slice(&mp, GuestAddress(MPTABLE_START))
         .map_err(|_| SetupError::Write("MP table"))?;
     let e820 = layout.e820();
     let (entry_mode, entry) = match kernel.entry {
@@ -232,18 +207,4 @@ pub fn configure_vcpu(
     vcpu.set_regs(&state.regs)?;
     vcpu.set_fpu(&boot_fpu())?;
     Ok(Some(state))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reset_stub_fits_before_4g_wrap_and_targets_the_reset_port() {
-        let stub = reset_vector_stub();
-        assert!(RESET_VECTOR + stub.len() as u64 <= 0x10_0000);
-        assert_eq!(stub[1], acpi::RESET_VALUE);
-        assert_eq!(u16::from_le_bytes([stub[3], stub[4]]), acpi::RESET_PORT);
-        assert_eq!(stub[5], 0xee, "out dx, al");
-    }
 }

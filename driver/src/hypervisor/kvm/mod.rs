@@ -24,6 +24,17 @@ use crate::hypervisor::{
     LapicState, MsrEntry, Result, SpecialRegisters, StandardRegisters, Vcpu, Vm, VmExit,
 };
 
+/// Names the KVM operation an error came from ([`HypervisorError::op`]).
+trait KvmOp<T> {
+    fn op(self, name: &'static str) -> Result<T>;
+}
+
+impl<T, E: Into<std::io::Error>> KvmOp<T> for std::result::Result<T, E> {
+    fn op(self, name: &'static str) -> Result<T> {
+        self.map_err(|e| HypervisorError::op(name, e))
+    }
+}
+
 /// Guest-physical address KVM needs for the (Intel) TSS: three pages just below
 /// the 4 GiB boundary, inside the PCI hole where nothing else lives.
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
@@ -36,7 +47,7 @@ pub struct KvmHypervisor {
 impl KvmHypervisor {
     /// Opens `/dev/kvm` and checks the capabilities the monitor relies on.
     pub fn new() -> Result<Self> {
-        let kvm = Kvm::new().map_err(|e| HypervisorError::op("open /dev/kvm", e))?;
+        let kvm = Kvm::new().op("open /dev/kvm")?;
         for (cap, name) in [
             (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
             (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
@@ -67,12 +78,9 @@ impl Hypervisor for KvmHypervisor {
     }
 
     fn create_vm(&self) -> Result<Arc<dyn Vm>> {
-        let fd = self
-            .kvm
-            .create_vm()
-            .map_err(|e| HypervisorError::op("KVM_CREATE_VM", e))?;
+        let fd = self.kvm.create_vm().op("KVM_CREATE_VM")?;
         fd.set_tss_address(KVM_TSS_ADDRESS as usize)
-            .map_err(|e| HypervisorError::op("KVM_SET_TSS_ADDR", e))?;
+            .op("KVM_SET_TSS_ADDR")?;
         Ok(Arc::new(KvmVm {
             fd,
             memory: Mutex::new(None),
@@ -86,7 +94,7 @@ impl Hypervisor for KvmHypervisor {
         let cpuid = self
             .kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(|e| HypervisorError::op("KVM_GET_SUPPORTED_CPUID", e))?;
+            .op("KVM_GET_SUPPORTED_CPUID")?;
         let mut entries = cpuid.as_slice().to_vec();
         if self.kvm.check_extension(Cap::TscDeadlineTimer) {
             with_tsc_deadline(&mut entries);
@@ -130,17 +138,14 @@ impl Vm for KvmVm {
             // SAFETY: the range [host, host + len) is a live mapping owned by
             // `memory`; a clone of it is stored in `self.memory` below, so the
             // mapping stays valid as long as this VM (and thus KVM's use of it).
-            unsafe { self.fd.set_user_memory_region(mr) }
-                .map_err(|e| HypervisorError::op("KVM_SET_USER_MEMORY_REGION", e))?;
+            unsafe { self.fd.set_user_memory_region(mr) }.op("KVM_SET_USER_MEMORY_REGION")?;
         }
         *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = Some(memory.clone());
         Ok(())
     }
 
     fn create_irqchip(&self) -> Result<()> {
-        self.fd
-            .create_irq_chip()
-            .map_err(|e| HypervisorError::op("KVM_CREATE_IRQCHIP", e))
+        self.fd.create_irq_chip().op("KVM_CREATE_IRQCHIP")
     }
 
     fn create_pit(&self) -> Result<()> {
@@ -148,16 +153,11 @@ impl Vm for KvmVm {
             flags: KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
         };
-        self.fd
-            .create_pit2(config)
-            .map_err(|e| HypervisorError::op("KVM_CREATE_PIT2", e))
+        self.fd.create_pit2(config).op("KVM_CREATE_PIT2")
     }
 
     fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>> {
-        let fd = self
-            .fd
-            .create_vcpu(id as u64)
-            .map_err(|e| HypervisorError::op("KVM_CREATE_VCPU", e))?;
+        let fd = self.fd.create_vcpu(id as u64).op("KVM_CREATE_VCPU")?;
         Ok(Box::new(KvmVcpu { id, fd }))
     }
 
@@ -168,16 +168,11 @@ impl Vm for KvmVm {
             data,
             ..Default::default()
         };
-        self.fd
-            .signal_msi(msi)
-            .map(|_| ())
-            .map_err(|e| HypervisorError::op("KVM_SIGNAL_MSI", e))
+        self.fd.signal_msi(msi).map(|_| ()).op("KVM_SIGNAL_MSI")
     }
 
     fn set_irq_line(&self, irq: u32, level: bool) -> Result<()> {
-        self.fd
-            .set_irq_line(irq, level)
-            .map_err(|e| HypervisorError::op("KVM_IRQ_LINE", e))
+        self.fd.set_irq_line(irq, level).op("KVM_IRQ_LINE")
     }
 
     fn set_gsi_routes(&self, routes: &[GsiRoute]) -> Result<()> {
@@ -204,21 +199,15 @@ impl Vm for KvmVm {
                 .push(entry)
                 .map_err(|e| HypervisorError::Unsupported(format!("routing table: {e:?}")))?;
         }
-        self.fd
-            .set_gsi_routing(&table)
-            .map_err(|e| HypervisorError::op("KVM_SET_GSI_ROUTING", e))
+        self.fd.set_gsi_routing(&table).op("KVM_SET_GSI_ROUTING")
     }
 
     fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {
-        self.fd
-            .register_irqfd(fd, gsi)
-            .map_err(|e| HypervisorError::op("KVM_IRQFD", e))
+        self.fd.register_irqfd(fd, gsi).op("KVM_IRQFD")
     }
 
     fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {
-        self.fd
-            .unregister_irqfd(fd, gsi)
-            .map_err(|e| HypervisorError::op("KVM_IRQFD (deassign)", e))
+        self.fd.unregister_irqfd(fd, gsi).op("KVM_IRQFD (deassign)")
     }
 
     fn register_ioevent(
@@ -227,13 +216,7 @@ impl Vm for KvmVm {
         addr: IoEventAddress,
         datamatch: DataMatch,
     ) -> Result<()> {
-        let addr = kvm_addr(addr);
-        match datamatch {
-            DataMatch::Any => self.fd.register_ioevent(fd, &addr, NoDatamatch),
-            DataMatch::U16(v) => self.fd.register_ioevent(fd, &addr, v),
-            DataMatch::U32(v) => self.fd.register_ioevent(fd, &addr, v),
-        }
-        .map_err(|e| HypervisorError::op("KVM_IOEVENTFD", e))
+        self.ioevent(fd, addr, datamatch, true)
     }
 
     fn unregister_ioevent(
@@ -242,13 +225,43 @@ impl Vm for KvmVm {
         addr: IoEventAddress,
         datamatch: DataMatch,
     ) -> Result<()> {
+        self.ioevent(fd, addr, datamatch, false)
+    }
+}
+
+impl KvmVm {
+    /// `KVM_IOEVENTFD`: assigns (`assign`) or deassigns `fd` at `addr`.
+    fn ioevent(
+        &self,
+        fd: &EventFd,
+        addr: IoEventAddress,
+        datamatch: DataMatch,
+        assign: bool,
+    ) -> Result<()> {
+        fn call<T: Into<u64>>(
+            vm: &VmFd,
+            fd: &EventFd,
+            addr: &kvm_ioctls::IoEventAddress,
+            datamatch: T,
+            assign: bool,
+        ) -> std::result::Result<(), kvm_ioctls::Error> {
+            if assign {
+                vm.register_ioevent(fd, addr, datamatch)
+            } else {
+                vm.unregister_ioevent(fd, addr, datamatch)
+            }
+        }
         let addr = kvm_addr(addr);
         match datamatch {
-            DataMatch::Any => self.fd.unregister_ioevent(fd, &addr, NoDatamatch),
-            DataMatch::U16(v) => self.fd.unregister_ioevent(fd, &addr, v),
-            DataMatch::U32(v) => self.fd.unregister_ioevent(fd, &addr, v),
+            DataMatch::Any => call(&self.fd, fd, &addr, NoDatamatch, assign),
+            DataMatch::U16(v) => call(&self.fd, fd, &addr, v, assign),
+            DataMatch::U32(v) => call(&self.fd, fd, &addr, v, assign),
         }
-        .map_err(|e| HypervisorError::op("KVM_IOEVENTFD (deassign)", e))
+        .op(if assign {
+            "KVM_IOEVENTFD"
+        } else {
+            "KVM_IOEVENTFD (deassign)"
+        })
     }
 }
 
@@ -271,48 +284,33 @@ impl Vcpu for KvmVcpu {
     }
 
     fn get_regs(&self) -> Result<StandardRegisters> {
-        self.fd
-            .get_regs()
-            .map_err(|e| HypervisorError::op("KVM_GET_REGS", e))
+        self.fd.get_regs().op("KVM_GET_REGS")
     }
 
     fn set_regs(&self, regs: &StandardRegisters) -> Result<()> {
-        self.fd
-            .set_regs(regs)
-            .map_err(|e| HypervisorError::op("KVM_SET_REGS", e))
+        self.fd.set_regs(regs).op("KVM_SET_REGS")
     }
 
     fn get_sregs(&self) -> Result<SpecialRegisters> {
-        self.fd
-            .get_sregs()
-            .map_err(|e| HypervisorError::op("KVM_GET_SREGS", e))
+        self.fd.get_sregs().op("KVM_GET_SREGS")
     }
 
     fn set_sregs(&self, sregs: &SpecialRegisters) -> Result<()> {
-        self.fd
-            .set_sregs(sregs)
-            .map_err(|e| HypervisorError::op("KVM_SET_SREGS", e))
+        self.fd.set_sregs(sregs).op("KVM_SET_SREGS")
     }
 
     fn get_fpu(&self) -> Result<FpuState> {
-        self.fd
-            .get_fpu()
-            .map_err(|e| HypervisorError::op("KVM_GET_FPU", e))
+        self.fd.get_fpu().op("KVM_GET_FPU")
     }
 
     fn set_fpu(&self, fpu: &FpuState) -> Result<()> {
-        self.fd
-            .set_fpu(fpu)
-            .map_err(|e| HypervisorError::op("KVM_SET_FPU", e))
+        self.fd.set_fpu(fpu).op("KVM_SET_FPU")
     }
 
     fn set_msrs(&self, msrs: &[MsrEntry]) -> Result<()> {
         let list = Msrs::from_entries(msrs)
             .map_err(|e| HypervisorError::Unsupported(format!("MSR list: {e:?}")))?;
-        let written = self
-            .fd
-            .set_msrs(&list)
-            .map_err(|e| HypervisorError::op("KVM_SET_MSRS", e))?;
+        let written = self.fd.set_msrs(&list).op("KVM_SET_MSRS")?;
         if written != msrs.len() {
             let bad = msrs.get(written).map(|m| m.index).unwrap_or_default();
             return Err(HypervisorError::Unsupported(format!(
@@ -333,31 +331,22 @@ impl Vcpu for KvmVcpu {
             .collect();
         let mut list = Msrs::from_entries(&entries)
             .map_err(|e| HypervisorError::Unsupported(format!("MSR list: {e:?}")))?;
-        let read = self
-            .fd
-            .get_msrs(&mut list)
-            .map_err(|e| HypervisorError::op("KVM_GET_MSRS", e))?;
+        let read = self.fd.get_msrs(&mut list).op("KVM_GET_MSRS")?;
         Ok(list.as_slice()[..read].to_vec())
     }
 
     fn set_cpuid(&self, entries: &[CpuIdEntry]) -> Result<()> {
         let cpuid = CpuId::from_entries(entries)
             .map_err(|e| HypervisorError::Unsupported(format!("CPUID list: {e:?}")))?;
-        self.fd
-            .set_cpuid2(&cpuid)
-            .map_err(|e| HypervisorError::op("KVM_SET_CPUID2", e))
+        self.fd.set_cpuid2(&cpuid).op("KVM_SET_CPUID2")
     }
 
     fn get_lapic(&self) -> Result<LapicState> {
-        self.fd
-            .get_lapic()
-            .map_err(|e| HypervisorError::op("KVM_GET_LAPIC", e))
+        self.fd.get_lapic().op("KVM_GET_LAPIC")
     }
 
     fn set_lapic(&self, lapic: &LapicState) -> Result<()> {
-        self.fd
-            .set_lapic(lapic)
-            .map_err(|e| HypervisorError::op("KVM_SET_LAPIC", e))
+        self.fd.set_lapic(lapic).op("KVM_SET_LAPIC")
     }
 
     fn run(&mut self) -> Result<VmExit<'_>> {

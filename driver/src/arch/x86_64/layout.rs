@@ -182,6 +182,14 @@ impl MemoryLayout {
     }
 }
 
+/// The 64-bit PCI MMIO window: 64 GiB starting at the first 64 GiB boundary at or
+/// above the end of RAM.
+pub fn mmio64_window(layout: &MemoryLayout) -> (u64, u64) {
+    let ram_top = HIGH_RAM_START + layout.high_ram_size();
+    let base = ram_top.next_multiple_of(64 << 30);
+    (base, 64 << 30)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
