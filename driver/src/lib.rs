@@ -7,6 +7,12 @@
 //!   layout, boot protocol, page tables, CPU state, ACPI, MP table, PCI
 //!   interrupt routing);
 //! - [`ram`]: host mappings for guest RAM.
+//!
+//! The crate cannot forbid `unsafe` (guest RAM is an `mmap`, KVM is ioctls on
+//! it), so every `unsafe` block says why it is sound, and clippy holds it to
+//! that.
+
+#![deny(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 pub mod arch;
 pub mod hypervisor;

@@ -133,6 +133,8 @@ mod tests {
         if pid == 0 {
             // SAFETY: see above; without MADV_DONTFORK this reads 7.
             let v = unsafe { std::ptr::read_volatile(host) };
+            // SAFETY: ends the forked child at once, running none of the
+            // parent's exit handlers.
             unsafe { libc::_exit(i32::from(v)) };
         }
         let mut status = 0;

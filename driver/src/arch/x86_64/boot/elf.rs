@@ -2,8 +2,8 @@
 //! `PT_LOAD` segments of an x86-64 executable, read from its first bytes.
 //!
 //! linux-loader's `Elf` loader reads a file; the in-place path has only the
-//! decompressed head of the first LZ4 block when it must decide where the
-//! kernel goes, so it reads the headers itself.
+//! first decompressed LZ4 block when it must decide where the kernel goes,
+//! so it reads the headers itself.
 
 /// A `PT_LOAD` segment with file bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
