@@ -63,6 +63,52 @@ impl NoCtty for std::fs::OpenOptions {
     }
 }
 
+/// `colinux-console ARGS` on a new pty of `size` (columns, rows) with
+/// `XDG_RUNTIME_DIR=runtime_dir`; with `controlling` the pty becomes its
+/// controlling terminal (for SIGWINCH). Returns the child, the pty master and
+/// everything the console has shown so far (read by a thread).
+fn console_in_pty(
+    args: &[&str],
+    runtime_dir: &std::path::Path,
+    size: (u16, u16),
+    controlling: bool,
+) -> (std::process::Child, std::fs::File, Arc<Mutex<Vec<u8>>>) {
+    let (master, slave) = openpty();
+    set_size(master.as_raw_fd(), size.0, size.1);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_colinux-console"));
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    if controlling {
+        // SAFETY: setsid and TIOCSCTTY are async-signal-safe; the pty becomes
+        // the child's controlling terminal.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+    }
+    let child = cmd.spawn().unwrap();
+    drop(cmd);
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let sc = shown.clone();
+    let mut rd = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = rd.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sc.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (child, master, shown)
+}
+
 /// A console server in a fresh runtime dir (`<tmp>/colinux`, as with
 /// `XDG_RUNTIME_DIR=<tmp>`) whose guest input is recorded: returns the temp
 /// dir (kept alive by the caller), the server and what the consoles type.
@@ -89,38 +135,8 @@ fn attach_type_resize_and_detach_in_a_terminal() {
     });
     server.output(b"guest says hello\r\nlogin: ");
 
-    let (mut master, slave) = openpty();
-    set_size(master.as_raw_fd(), 100, 30);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_colinux-console"));
-    cmd.args(["-a", "t1"])
-        .env("XDG_RUNTIME_DIR", tmp.path())
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    // SAFETY: setsid and TIOCSCTTY are async-signal-safe; the pty becomes
-    // the child's controlling terminal (for SIGWINCH).
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::ioctl(0, libc::TIOCSCTTY, 0);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let sc = screen.clone();
-    let mut rd = master.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = rd.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sc.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
+    let (mut child, mut master, screen) =
+        console_in_pty(&["-a", "t1"], tmp.path(), (100, 30), true);
     let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
     wait_for("hint and replay", || {
         let s = shown();
@@ -278,28 +294,8 @@ fn the_screen_in_a_terminal_takes_keys_and_switches_to_the_serial_log() {
         "tty1\ncolinux login:\n\n"
     );
 
-    let (mut master, slave) = openpty();
-    set_size(master.as_raw_fd(), 80, 24);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_colinux-console"));
-    cmd.args(["-a", "vt", "--vt"])
-        .env("XDG_RUNTIME_DIR", tmp.path())
-        .stdin(Stdio::from(slave.try_clone().unwrap()))
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave));
-    let mut child = cmd.spawn().unwrap();
-    drop(cmd);
-    let shown_bytes = Arc::new(Mutex::new(Vec::new()));
-    let sc = shown_bytes.clone();
-    let mut rd = master.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = rd.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sc.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
+    let (mut child, mut master, shown_bytes) =
+        console_in_pty(&["-a", "vt", "--vt"], tmp.path(), (80, 24), false);
     let shown = || String::from_utf8_lossy(&shown_bytes.lock().unwrap()).into_owned();
     // The screen drawn: yellow on blue title, the prompt, the cursor at row 2
     // column 16 as an underline; not the serial log.

@@ -25,7 +25,7 @@ use colinux_driver::arch::x86_64::layout::{
 };
 use colinux_driver::arch::x86_64::setup::{configure_vcpu, prepare_guest, BootImages};
 use colinux_driver::hypervisor::kvm::KvmHypervisor;
-use colinux_driver::hypervisor::{Hypervisor, Vcpu, Vm};
+use colinux_driver::hypervisor::{CpuIdEntry, Hypervisor, Vcpu, Vm};
 use vm_memory::GuestMemoryMmap;
 
 use super::console::ConsoleOut;
@@ -129,20 +129,6 @@ pub struct Machine {
     events: Sender<MachineEvent>,
 }
 
-/// What [`Machine::assemble`] makes while the kernel loads.
-struct Parts {
-    vm: Arc<dyn Vm>,
-    serial: Arc<Mutex<SerialPort<ConsoleOut>>>,
-    keyboard: Arc<Mutex<I8042>>,
-    vga: Arc<Mutex<VgaText>>,
-    pci: Arc<Mutex<PciRoot>>,
-    doorbells: Arc<super::doorbells::Doorbells>,
-    pio: Bus,
-    mmio: Bus,
-    cpuid: Vec<colinux_driver::hypervisor::CpuIdEntry>,
-    vcpus: Vec<Box<dyn Vcpu>>,
-}
-
 impl Machine {
     /// Builds the machine on KVM; power events and vCPU ends go to `events`.
     pub fn build(
@@ -176,17 +162,17 @@ impl Machine {
                 &spec.config,
             ))),
         };
-        let (guest, images_ms, parts) = std::thread::scope(|s| -> Result<_> {
+        let (guest, images_ms, (machine, cpuid)) = std::thread::scope(|s| -> Result<_> {
             let loader = s.spawn(|| {
                 let t = Instant::now();
                 let r = prepare_guest(&memory, &layout, &images, spec.cpus);
                 (r, t.elapsed().as_millis() as u64)
             });
-            let parts = Self::assemble(hv, spec, &memory, &events, out);
+            let assembled = Self::assemble(hv, spec, memory.clone(), events, out);
             let (guest, images_ms) = loader
                 .join()
                 .map_err(|_| anyhow::anyhow!("the kernel loader thread panicked"))?;
-            Ok((guest?, images_ms, parts?))
+            Ok((guest?, images_ms, assembled?))
         })?;
         phases.mark("vm+devices+images");
         tracing::info!(
@@ -197,51 +183,28 @@ impl Machine {
             images_ms,
             "guest prepared"
         );
-        let Parts {
-            vm,
-            serial,
-            keyboard,
-            vga,
-            pci,
-            doorbells,
-            pio,
-            mmio,
-            cpuid,
-            vcpus,
-        } = parts;
-        for vcpu in &vcpus {
-            configure_vcpu(vcpu.as_ref(), &memory, &cpuid, spec.cpus, &guest)
+        for vcpu in &machine.vcpus {
+            configure_vcpu(vcpu.as_ref(), &machine.memory, &cpuid, spec.cpus, &guest)
                 .with_context(|| format!("setting up vCPU {}", vcpu.id()))?;
         }
         phases.mark("vcpus");
         tracing::info!(total_ms = phases.total_ms(), "machine built: {phases}");
-        Ok(Self {
-            vm,
-            memory,
-            serial,
-            keyboard,
-            vga,
-            pci,
-            doorbells,
-            pio,
-            mmio,
-            vcpus,
-            events,
-        })
+        Ok(machine)
     }
 
     /// The VM with its memory, irqchip and PIT; the legacy devices, the PCI
     /// bus with the configured devices, the port and MMIO buses; and the
-    /// vCPUs, created but not yet configured.
+    /// vCPUs, created but not yet configured (with the CPUID they are to
+    /// get). Runs while the kernel loads into `memory`.
     fn assemble(
         hv: &dyn Hypervisor,
         spec: &MachineSpec,
-        memory: &GuestMemoryMmap,
-        events: &Sender<MachineEvent>,
+        memory: GuestMemoryMmap,
+        events: Sender<MachineEvent>,
         out: ConsoleOut,
-    ) -> Result<Parts> {
+    ) -> Result<(Self, Vec<CpuIdEntry>)> {
         let vm = hv.create_vm()?;
-        vm.set_memory(memory)?;
+        vm.set_memory(&memory)?;
         vm.create_irqchip()?;
         vm.create_pit()?;
 
@@ -263,7 +226,7 @@ impl Machine {
             size: MMIO32_SIZE,
         })));
 
-        super::devices::add_devices(&spec.config, spec.slirp_bind, &pci, memory, &irq)?;
+        super::devices::add_devices(&spec.config, spec.slirp_bind, &pci, &memory, &irq)?;
         let doorbells = Arc::new(super::doorbells::Doorbells::new(vm.clone(), pci.clone()));
 
         let keyboard = Arc::new(Mutex::new(I8042::new(
@@ -316,8 +279,9 @@ impl Machine {
         let vcpus = (0..spec.cpus)
             .map(|id| vm.create_vcpu(id).map_err(anyhow::Error::from))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Parts {
+        let machine = Machine {
             vm,
+            memory,
             serial,
             keyboard,
             vga,
@@ -325,9 +289,10 @@ impl Machine {
             doorbells,
             pio,
             mmio,
-            cpuid,
             vcpus,
-        })
+            events,
+        };
+        Ok((machine, cpuid))
     }
 
     /// What the guest's screen shows now (read from guest RAM on each call).
