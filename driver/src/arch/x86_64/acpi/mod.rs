@@ -8,6 +8,14 @@
 //! and reset registers, which are I/O ports served by the daemon.
 //!
 //! Layout in the BIOS area: RSDP, XSDT, FADT, MADT, DSDT, each 16-byte aligned.
+//!
+//! The tables are written here, not with rust-vmm's `acpi_tables` (0.2.1):
+//! built with it, the same content takes 192-200 us against 79-81 us here
+//! (medians of 2001 and 5001 interleaved runs), and it cannot give the same
+//! bytes: its creator id is fixed (`RVAT`), its MADT is revision 1 with no
+//! Local APIC NMI structure, and its resource descriptors encode the DSDT
+//! 12 bytes longer (an Extended Interrupt where this writes an IRQ
+//! descriptor). The RSDP came out byte-identical.
 
 pub mod aml;
 
