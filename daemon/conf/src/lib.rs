@@ -19,6 +19,8 @@
 //! word position), the key and value at fault, and what was expected.
 //! Nothing here panics on any input.
 
+#![forbid(unsafe_code)]
+
 mod emit;
 pub mod error;
 mod interpret;

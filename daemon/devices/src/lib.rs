@@ -7,6 +7,9 @@
 //! IRQ lines) and the `sim` crate implements in software. That split lets the same
 //! device code run under a real vCPU and under the simulated guest.
 
+// Every unsafe block says why it is sound.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 pub mod block;
 pub mod bus;
 pub mod interrupt;

@@ -8,6 +8,9 @@
 //! frames with a virtio-net header asking for offloads ([`vnet`]); only the TAP
 //! does.
 
+// Every unsafe block says why it is sound; raw-pointer work lives in unsafe fns.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 use std::io;
 use std::os::fd::RawFd;
 

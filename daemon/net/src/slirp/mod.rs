@@ -5,7 +5,6 @@
 //! thread ([`worker`]); guest frames go to it over a bounded channel plus a wake
 //! eventfd, and frames it emits wait in a queue whose eventfd is [`NetBackend::ready_fd`].
 
-mod ffi;
 mod worker;
 
 use std::io;
@@ -15,6 +14,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use libslirp_sys as ffi;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::stats::AtomicStats;

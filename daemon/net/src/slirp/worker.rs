@@ -80,14 +80,21 @@ impl Worker {
     }
 }
 
-fn worker<'a>(opaque: *mut c_void) -> &'a Worker {
-    // SAFETY: libslirp hands back the opaque we gave slirp_new: a pointer to the
-    // Worker boxed in `run`, which outlives the slirp instance.
+/// The [`Worker`] behind a callback's `opaque`.
+///
+/// # Safety
+///
+/// `opaque` must be the pointer `run` gave `slirp_new` (its boxed [`Worker`]),
+/// and the slirp instance must still be live, so that the Worker is too.
+unsafe fn worker<'a>(opaque: *mut c_void) -> &'a Worker {
+    // SAFETY: per this function's contract, opaque points to a live Worker.
     unsafe { &*(opaque as *const Worker) }
 }
 
 unsafe extern "C" fn send_packet(buf: *const c_void, len: usize, opaque: *mut c_void) -> isize {
-    let w = worker(opaque);
+    // SAFETY: libslirp hands every callback the opaque given to slirp_new, while
+    // the instance (and so the Worker) lives.
+    let w = unsafe { worker(opaque) };
     if !frame_len_ok(len) || buf.is_null() {
         w.shared.stats.rx_drop();
         return len as isize;
@@ -107,7 +114,10 @@ unsafe extern "C" fn guest_error(msg: *const c_char, _opaque: *mut c_void) {
 }
 
 unsafe extern "C" fn clock_get_ns(opaque: *mut c_void) -> i64 {
-    worker(opaque).start.elapsed().as_nanos() as i64
+    // SAFETY: libslirp hands every callback the opaque given to slirp_new, while
+    // the instance (and so the Worker) lives.
+    let w = unsafe { worker(opaque) };
+    w.start.elapsed().as_nanos() as i64
 }
 
 unsafe extern "C" fn timer_new(
@@ -120,13 +130,19 @@ unsafe extern "C" fn timer_new(
         cb_opaque,
         expire_ms: Cell::new(None),
     }));
-    worker(opaque).timers.borrow_mut().push(t);
+    // SAFETY: libslirp hands every callback the opaque given to slirp_new, while
+    // the instance (and so the Worker) lives.
+    let w = unsafe { worker(opaque) };
+    w.timers.borrow_mut().push(t);
     t as *mut c_void
 }
 
 unsafe extern "C" fn timer_free(timer: *mut c_void, opaque: *mut c_void) {
     let t = timer as *mut Timer;
-    let mut timers = worker(opaque).timers.borrow_mut();
+    // SAFETY: libslirp hands every callback the opaque given to slirp_new, while
+    // the instance (and so the Worker) lives.
+    let w = unsafe { worker(opaque) };
+    let mut timers = w.timers.borrow_mut();
     if let Some(i) = timers.iter().position(|&p| p == t) {
         timers.swap_remove(i);
         // SAFETY: `t` came from Box::into_raw in timer_new and is freed once.
@@ -136,7 +152,10 @@ unsafe extern "C" fn timer_free(timer: *mut c_void, opaque: *mut c_void) {
 
 unsafe extern "C" fn timer_mod(timer: *mut c_void, expire_ms: i64, opaque: *mut c_void) {
     let t = timer as *mut Timer;
-    if worker(opaque).timers.borrow().contains(&t) {
+    // SAFETY: libslirp hands every callback the opaque given to slirp_new, while
+    // the instance (and so the Worker) lives.
+    let w = unsafe { worker(opaque) };
+    if w.timers.borrow().contains(&t) {
         // SAFETY: the timer is live (still in the list).
         unsafe { &*t }.expire_ms.set(Some(expire_ms));
     }
@@ -157,7 +176,10 @@ unsafe extern "C" fn add_poll(fd: c_int, events: c_int, opaque: *mut c_void) -> 
     if events & ffi::SLIRP_POLL_PRI != 0 {
         ev |= libc::POLLPRI;
     }
-    let mut fds = worker(opaque).pollfds.borrow_mut();
+    // SAFETY: libslirp hands every callback the opaque given to slirp_new, while
+    // the instance (and so the Worker) lives.
+    let w = unsafe { worker(opaque) };
+    let mut fds = w.pollfds.borrow_mut();
     fds.push(libc::pollfd {
         fd,
         events: ev,
@@ -167,7 +189,10 @@ unsafe extern "C" fn add_poll(fd: c_int, events: c_int, opaque: *mut c_void) -> 
 }
 
 unsafe extern "C" fn get_revents(idx: c_int, opaque: *mut c_void) -> c_int {
-    let fds = worker(opaque).pollfds.borrow();
+    // SAFETY: libslirp hands every callback the opaque given to slirp_new, while
+    // the instance (and so the Worker) lives.
+    let w = unsafe { worker(opaque) };
+    let fds = w.pollfds.borrow();
     let Some(p) = usize::try_from(idx).ok().and_then(|i| fds.get(i)) else {
         return 0;
     };
@@ -201,20 +226,18 @@ static CALLBACKS: ffi::SlirpCb = ffi::SlirpCb {
     register_poll_fd: Some(register_poll_fd),
     unregister_poll_fd: Some(unregister_poll_fd),
     notify: Some(notify),
-    init_completed: None,
-    timer_new_opaque: None,
 };
 
-fn in_addr(a: Ipv4Addr) -> libc::in_addr {
-    libc::in_addr {
-        s_addr: u32::from(a).to_be(),
-    }
+fn in_addr(a: Ipv4Addr) -> ffi::in_addr {
+    a.into()
 }
 
 fn config() -> ffi::SlirpConfig {
-    const ZERO6: libc::in6_addr = libc::in6_addr { s6_addr: [0; 16] };
+    const ZERO6: ffi::in6_addr = ffi::in6_addr { s6_addr: [0; 16] };
     ffi::SlirpConfig {
-        // Version 3: every field up to disable_dns; libslirp 4.2+ accepts it.
+        // Version 3: every field up to disable_dhcp, all that libslirp-sys
+        // (4.2 header) knows; libslirp 4.2 .. 4.7 accept it and then read no
+        // SlirpCb field past `notify`.
         version: 3,
         restricted: 0,
         in_enabled: true,
@@ -298,7 +321,8 @@ pub(super) fn run(
     }
     let _ = started.send(Ok(()));
     drop(started);
-    poll_loop(slirp, &w, opaque, &setup);
+    // SAFETY: slirp is the live instance created above and opaque its Worker `w`.
+    unsafe { poll_loop(slirp, &w, opaque, &setup) };
     // SAFETY: slirp is live; after this no callback can run.
     unsafe { ffi::slirp_cleanup(slirp) };
     free_timers(&w);
@@ -311,7 +335,14 @@ fn free_timers(w: &Worker) {
     }
 }
 
-fn poll_loop(slirp: *mut ffi::Slirp, w: &Worker, opaque: *mut c_void, setup: &Setup) {
+/// Feeds guest frames to slirp and runs its poll loop and timers until the
+/// backend hangs up.
+///
+/// # Safety
+///
+/// `slirp` must be a live instance whose callbacks' opaque is `opaque`, a
+/// pointer to `w`.
+unsafe fn poll_loop(slirp: *mut ffi::Slirp, w: &Worker, opaque: *mut c_void, setup: &Setup) {
     loop {
         // Guest frames first, so a burst reaches slirp before we sleep.
         loop {
@@ -335,7 +366,7 @@ fn poll_loop(slirp: *mut ffi::Slirp, w: &Worker, opaque: *mut c_void, setup: &Se
         }
         let mut timeout: u32 = 1000;
         // SAFETY: slirp is live; add_poll only borrows w.pollfds briefly.
-        unsafe { ffi::slirp_pollfds_fill(slirp, &mut timeout, add_poll, opaque) };
+        unsafe { ffi::slirp_pollfds_fill(slirp, &mut timeout, Some(add_poll), opaque) };
         let now = w.now_ms();
         let next_timer = w
             .timers
@@ -361,7 +392,7 @@ fn poll_loop(slirp: *mut ffi::Slirp, w: &Worker, opaque: *mut c_void, setup: &Se
             let _ = setup.wake.read();
         }
         // SAFETY: slirp is live; get_revents only borrows w.pollfds briefly.
-        unsafe { ffi::slirp_pollfds_poll(slirp, c_int::from(rc < 0), get_revents, opaque) };
+        unsafe { ffi::slirp_pollfds_poll(slirp, c_int::from(rc < 0), Some(get_revents), opaque) };
         fire_timers(w);
     }
 }
@@ -374,9 +405,9 @@ fn fire_timers(w: &Worker) {
         if !w.timers.borrow().contains(&t) {
             continue;
         }
-        // SAFETY: listed timers are live; the reference ends before the callback,
-        // which may free this very timer.
         let (due, cb, cb_opaque) = {
+            // SAFETY: listed timers are live; the reference ends before the
+            // callback, which may free this very timer.
             let timer = unsafe { &*t };
             let due = matches!(timer.expire_ms.get(), Some(at) if at <= now);
             if due {
