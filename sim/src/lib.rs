@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod fault;
 pub mod faulty_disk;
+mod fd;
 pub mod guest;
 pub mod guest_virtio;
 pub mod loopback;

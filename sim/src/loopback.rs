@@ -163,16 +163,7 @@ impl NetBackend for Loopback {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn readable(fd: RawFd) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd; zero timeout.
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
-    }
+    use crate::fd::readable;
 
     #[test]
     fn echo_faults_and_stall() {

@@ -202,13 +202,7 @@ impl SimMachine {
 pub fn service_backends(pci: &Mutex<PciRoot>) {
     let fds: Vec<(u8, RawFd)> = lock(pci).backend_fds();
     for (slot, fd) in fds {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call; zero timeout.
-        if unsafe { libc::poll(&mut p, 1, 0) } == 1 {
+        if crate::fd::readable(fd) {
             lock(pci).process_backend(slot);
         }
     }

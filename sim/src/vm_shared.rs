@@ -14,6 +14,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::fault::FaultPlan;
+use crate::fd::readable;
 use crate::guest::{GuestEnd, GuestProgram};
 use crate::trace::{Event, Interrupt, Trace};
 
@@ -182,7 +183,7 @@ impl VmShared {
     pub(crate) fn poll_irqfds(&self) {
         let fired: Vec<u32> = lock(&self.irqfds)
             .iter()
-            .filter(|(fd, _)| readable(fd))
+            .filter(|(fd, _)| readable(fd.as_raw_fd()))
             .filter_map(|(fd, gsi)| fd.read().ok().map(|_| *gsi))
             .collect();
         for gsi in fired {
@@ -237,14 +238,4 @@ impl VmShared {
     pub(crate) fn has_irqfds(&self) -> bool {
         !lock(&self.irqfds).is_empty()
     }
-}
-
-fn readable(fd: &EventFd) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call; zero timeout.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 }
 }

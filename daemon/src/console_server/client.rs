@@ -1,7 +1,7 @@
 //! `colinux-console`: attach to a daemon's console socket, or list daemons.
 //!
 //! Attaching puts the terminal in raw mode (only when stdin is a terminal;
-//! the raw-mode code is [`crate::vmm::console::RawTerminal`]) and prints the
+//! the raw-mode code is [`crate::vmm::terminal::RawTerminal`]) and prints the
 //! escape hint ([`super::escape`]: `Ctrl-]` then `d` detaches, `s` switches
 //! between the guest's VGA screen and its serial log, `1`..`6` picks
 //! tty1..tty6). The window size goes to the daemon on attach and on SIGWINCH.
@@ -306,10 +306,10 @@ pub fn attach(
         }
     }
     eprint!("colinux-console: attached to {label}. {HINT}.\r\n");
-    let raw = crate::vmm::console::RawTerminal::enter();
+    let raw = crate::vmm::terminal::RawTerminal::enter();
     let prev_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        crate::vmm::console::restore_terminal();
+        crate::vmm::terminal::restore_terminal();
         prev_hook(info);
     }));
     let display = Arc::new(Mutex::new(Display {
@@ -448,7 +448,7 @@ pub fn attach(
         }
     }
     drop(raw);
-    crate::vmm::console::restore_terminal();
+    crate::vmm::terminal::restore_terminal();
     match end {
         End::Detached => eprint!("\r\ncolinux-console: detached; the guest keeps running\r\n"),
         End::Closed => eprint!("\r\ncolinux-console: the daemon closed the console\r\n"),

@@ -1,6 +1,5 @@
 //! The daemon's terminal as the guest's serial console: output to stdout,
-//! input from stdin, with the terminal in raw mode while the guest runs and
-//! restored on every exit path (drop, signal, panic).
+//! input from stdin (the terminal in raw mode meanwhile: [`super::terminal`]).
 //!
 //! Output never blocks the guest: the UART (on a vCPU thread) only appends to a
 //! bounded buffer, and a writer thread ([`ticker`]) moves it to stdout, flushing
@@ -10,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -192,57 +190,6 @@ pub fn spawn_writer<W: Write + Send + 'static>(
 /// [`spawn_writer`] to stdout.
 pub fn ticker(out: ConsoleOut, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     spawn_writer(out, io::stdout(), stop)
-}
-
-static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
-
-/// Puts stdin in raw mode while alive (only when it is a terminal).
-pub struct RawTerminal {
-    active: bool,
-}
-
-impl RawTerminal {
-    /// Enters raw mode if stdin is a terminal.
-    pub fn enter() -> Self {
-        let fd = io::stdin().as_raw_fd();
-        // SAFETY: isatty only inspects the descriptor.
-        if unsafe { libc::isatty(fd) } != 1 {
-            return Self { active: false };
-        }
-        // SAFETY: a zeroed termios is a valid out-parameter for tcgetattr.
-        let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is a terminal; `t` is a valid termios to fill.
-        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
-            return Self { active: false };
-        }
-        *SAVED.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
-        let mut raw = t;
-        // SAFETY: cfmakeraw edits the struct in place.
-        unsafe { libc::cfmakeraw(&mut raw) };
-        // Keep output post-processing so the host terminal shows "\n" as a new line.
-        raw.c_oflag |= libc::OPOST;
-        // SAFETY: fd is a terminal and `raw` a valid termios.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) };
-        Self { active: true }
-    }
-}
-
-/// Restores the terminal saved by [`RawTerminal::enter`] (idempotent; safe to call
-/// from a panic hook or before exiting).
-pub fn restore_terminal() {
-    let saved = SAVED.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(t) = saved {
-        // SAFETY: restoring attributes previously read from this terminal.
-        unsafe { libc::tcsetattr(io::stdin().as_raw_fd(), libc::TCSANOW, &t) };
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        if self.active {
-            restore_terminal();
-        }
-    }
 }
 
 /// Reads stdin on a thread and hands bytes to `deliver`, which returns how many

@@ -26,6 +26,7 @@ pub mod interrupts;
 pub mod machine;
 pub mod reboot;
 pub mod screen;
+pub mod terminal;
 pub mod timing;
 pub mod ttys;
 pub mod vcpu;
@@ -173,13 +174,13 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions, session: &mut Session)
             },
             stop.clone(),
         );
-        Some(console::RawTerminal::enter())
+        Some(terminal::RawTerminal::enter())
     } else {
         None
     };
     let prev_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        console::restore_terminal();
+        terminal::restore_terminal();
         prev_hook(info);
     }));
 
@@ -195,7 +196,7 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions, session: &mut Session)
             Ok(p) => session.exec = Some(p),
             Err(e) => {
                 machine::stop_vcpus(&stop, handles);
-                console::restore_terminal();
+                terminal::restore_terminal();
                 return Err(e);
             }
         }
@@ -236,7 +237,7 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions, session: &mut Session)
         out.flush_now();
     }
     drop(_raw);
-    console::restore_terminal();
+    terminal::restore_terminal();
 
     match event {
         MachineEvent::Poweroff => {

@@ -30,6 +30,7 @@ use colinux_devices::legacy::serial::SerialPort;
 use colinux_driver::hypervisor::Vm;
 
 use super::interrupts::VmInterrupts;
+use super::terminal::make_raw;
 
 /// What a `ttysN=` value names on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,22 +143,6 @@ pub struct HostPorts {
     ports: Vec<HostPort>,
 }
 
-fn set_raw(fd: i32) -> std::io::Result<()> {
-    // SAFETY: a zeroed termios is a valid out-parameter.
-    let mut t: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open; `t` is valid.
-    if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: edits the struct in place.
-    unsafe { libc::cfmakeraw(&mut t) };
-    // SAFETY: fd is open; `t` is valid.
-    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn set_nonblocking(fd: i32) {
     // SAFETY: fcntl on an open descriptor.
     unsafe {
@@ -191,7 +176,8 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd, PathBuf)> {
             .into_owned(),
     );
     let slave = open_device(&path)?;
-    set_raw(slave.as_raw_fd()).with_context(|| format!("raw mode on {}", path.display()))?;
+    make_raw(slave.as_raw_fd(), false)
+        .with_context(|| format!("raw mode on {}", path.display()))?;
     Ok((master, slave, path))
 }
 
@@ -246,7 +232,7 @@ impl HostPorts {
                 }
                 Target::Device(path) => {
                     let fd = open_device(&path).with_context(|| format!("ttys{}", s.index))?;
-                    if let Err(e) = set_raw(fd.as_raw_fd()) {
+                    if let Err(e) = make_raw(fd.as_raw_fd(), false) {
                         tracing::warn!(
                             "ttys{}: {} is not a terminal ({e}); used as it is",
                             s.index,
