@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use virtio_bindings::{virtio_blk as vb, virtio_ids};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::pci::PciFunction;
@@ -13,17 +14,17 @@ use super::GuestAlloc;
 use crate::guest::{GuestCpu, GuestError, GuestResult};
 
 /// Request type: read.
-pub const T_IN: u32 = 0;
+pub const T_IN: u32 = vb::VIRTIO_BLK_T_IN;
 /// Request type: write.
-pub const T_OUT: u32 = 1;
+pub const T_OUT: u32 = vb::VIRTIO_BLK_T_OUT;
 /// Request type: flush.
-pub const T_FLUSH: u32 = 4;
+pub const T_FLUSH: u32 = vb::VIRTIO_BLK_T_FLUSH;
 /// Request type: get ID.
-pub const T_GET_ID: u32 = 8;
+pub const T_GET_ID: u32 = vb::VIRTIO_BLK_T_GET_ID;
 /// Feature: read-only device.
-pub const F_RO: u64 = 1 << 5;
+pub const F_RO: u64 = 1 << vb::VIRTIO_BLK_F_RO;
 /// Feature: flush supported.
-pub const F_FLUSH: u64 = 1 << 9;
+pub const F_FLUSH: u64 = 1 << vb::VIRTIO_BLK_F_FLUSH;
 /// Status the driver pre-fills, so an untouched status byte is visible.
 pub const STATUS_UNSET: u8 = 0xee;
 /// Bytes of scratch RAM per batch.
@@ -121,13 +122,7 @@ impl BlkDriver {
         event_idx: bool,
         msix: bool,
     ) -> GuestResult<Self> {
-        let mut dev = VirtioPci::probe(cpu, func)?;
-        if dev.func.device != 0x1042 {
-            return Err(GuestError::Device(format!(
-                "slot {} is not virtio-blk",
-                func.slot
-            )));
-        }
+        let mut dev = VirtioPci::probe_type(cpu, func, virtio_ids::VIRTIO_ID_BLOCK, "virtio-blk")?;
         let wanted = F_RO | F_FLUSH | if event_idx { F_EVENT_IDX } else { 0 };
         let mut queues = dev.bring_up_with(cpu, alloc, wanted, &[queue_size], msix)?;
         let capacity = dev.config_read(cpu, 0, 8)?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use virtio_bindings::{virtio_ids, virtio_net as vn};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::pci::PciFunction;
@@ -14,11 +15,11 @@ use super::GuestAlloc;
 use crate::guest::{GuestCpu, GuestError, GuestResult};
 
 /// Feature: MAC in config.
-pub const F_MAC: u64 = 1 << 5;
+pub const F_MAC: u64 = 1 << vn::VIRTIO_NET_F_MAC;
 /// Feature: link status in config.
-pub const F_STATUS: u64 = 1 << 16;
+pub const F_STATUS: u64 = 1 << vn::VIRTIO_NET_F_STATUS;
 /// Header length (`virtio_net_hdr_v1`).
-pub const HDR_LEN: usize = 12;
+pub const HDR_LEN: usize = std::mem::size_of::<vn::virtio_net_hdr_v1>();
 /// Size of each receive buffer: header + a VLAN-tagged 1500-byte frame.
 pub const RX_BUF_LEN: u32 = (HDR_LEN + 1522) as u32;
 /// Slot size in the buffer pools.
@@ -72,13 +73,7 @@ impl NetDriver {
         queue_size: u16,
         event_idx: bool,
     ) -> GuestResult<Self> {
-        let mut dev = VirtioPci::probe(cpu, func)?;
-        if dev.func.device != 0x1041 {
-            return Err(GuestError::Device(format!(
-                "slot {} is not virtio-net",
-                func.slot
-            )));
-        }
+        let mut dev = VirtioPci::probe_type(cpu, func, virtio_ids::VIRTIO_ID_NET, "virtio-net")?;
         let wanted = F_MAC | F_STATUS | if event_idx { F_EVENT_IDX } else { 0 };
         let mut q = dev.bring_up(cpu, alloc, wanted, &[queue_size, queue_size])?;
         let mut mac = [0u8; 6];

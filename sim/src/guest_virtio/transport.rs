@@ -11,22 +11,24 @@ use super::GuestAlloc;
 use crate::guest::{GuestCpu, GuestError, GuestResult};
 use crate::trace::Interrupt;
 
+use virtio_bindings::{virtio_config as vc, virtio_ring as vr};
+
 /// Virtio's PCI vendor ID.
 pub const VIRTIO_VENDOR: u16 = 0x1af4;
 /// `VIRTIO_F_VERSION_1`.
-pub const F_VERSION_1: u64 = 1 << 32;
+pub const F_VERSION_1: u64 = 1 << vc::VIRTIO_F_VERSION_1;
 /// `VIRTIO_F_RING_EVENT_IDX`.
-pub const F_EVENT_IDX: u64 = 1 << 29;
+pub const F_EVENT_IDX: u64 = 1 << vr::VIRTIO_RING_F_EVENT_IDX;
 /// "No vector".
 pub const NO_VECTOR: u16 = 0xffff;
-/// Status bits.
-pub const ACKNOWLEDGE: u8 = 1;
+/// Status: the guest noticed the device.
+pub const ACKNOWLEDGE: u8 = vc::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
 /// Status: driver present.
-pub const DRIVER: u8 = 2;
+pub const DRIVER: u8 = vc::VIRTIO_CONFIG_S_DRIVER as u8;
 /// Status: driver ready.
-pub const DRIVER_OK: u8 = 4;
+pub const DRIVER_OK: u8 = vc::VIRTIO_CONFIG_S_DRIVER_OK as u8;
 /// Status: features accepted.
-pub const FEATURES_OK: u8 = 8;
+pub const FEATURES_OK: u8 = vc::VIRTIO_CONFIG_S_FEATURES_OK as u8;
 /// The local APIC MSI address of CPU 0.
 pub const MSI_ADDRESS: u64 = 0xfee0_0000;
 /// First vector the driver programs (config changes); queue `i` gets `+ 1 + i`.
@@ -80,6 +82,24 @@ fn dev_err(f: &PciFunction, what: impl std::fmt::Display) -> GuestError {
 }
 
 impl VirtioPci {
+    /// [`VirtioPci::probe`] for a device of virtio type `device_type`
+    /// (PCI device ID `0x1040 + device_type`); `what` names it in the error.
+    pub fn probe_type(
+        cpu: &mut GuestCpu,
+        func: &PciFunction,
+        device_type: u32,
+        what: &str,
+    ) -> GuestResult<Self> {
+        let dev = Self::probe(cpu, func)?;
+        if u32::from(dev.func.device) != 0x1040 + device_type {
+            return Err(GuestError::Device(format!(
+                "slot {} is not {what}",
+                func.slot
+            )));
+        }
+        Ok(dev)
+    }
+
     /// Reads the virtio capabilities of `func` (which must be a modern virtio
     /// function) and locates every structure, as `vp_modern_probe` does.
     pub fn probe(cpu: &mut GuestCpu, func: &PciFunction) -> GuestResult<Self> {

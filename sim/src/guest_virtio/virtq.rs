@@ -2,19 +2,20 @@
 //! table, available ring (with `used_event`), used ring (with `avail_event`),
 //! a free list of descriptors, and Linux's notification rules.
 
+use virtio_bindings::virtio_ring as vr;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::GuestAlloc;
 use crate::guest::{GuestError, GuestResult};
 
 /// Descriptor flag: the chain continues at `next`.
-pub const DESC_NEXT: u16 = 1;
+pub const DESC_NEXT: u16 = vr::VRING_DESC_F_NEXT as u16;
 /// Descriptor flag: the device writes this buffer.
-pub const DESC_WRITE: u16 = 2;
+pub const DESC_WRITE: u16 = vr::VRING_DESC_F_WRITE as u16;
 /// Descriptor flag: the buffer is an indirect descriptor table.
-pub const DESC_INDIRECT: u16 = 4;
+pub const DESC_INDIRECT: u16 = vr::VRING_DESC_F_INDIRECT as u16;
 /// Used ring flag: the device asks not to be notified.
-const USED_F_NO_NOTIFY: u16 = 1;
+const USED_F_NO_NOTIFY: u16 = vr::VRING_USED_F_NO_NOTIFY as u16;
 
 /// One buffer of a chain: (guest address, length, device-writable).
 pub type Buf = (u64, u32, bool);
