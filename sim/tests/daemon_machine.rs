@@ -29,44 +29,15 @@ use colinux_sim::vm::{GuestOutcome, SimConfig, SimHypervisor};
 use common::*;
 use vm_memory::{Bytes, GuestAddress};
 
-/// A minimal bzImage: a boot-protocol 2.15 setup header with a 64-bit entry,
-/// and a 4 KiB protected-mode part.
-fn fake_bzimage(path: &Path) {
-    let mut img = vec![0u8; 5 * 512 + 4096];
-    img[0x1f1] = 4; // setup_sects
-    img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
-    img[0x202..0x206].copy_from_slice(b"HdrS");
-    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-    img[0x211] = 1; // LOADED_HIGH
-    img[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
-    img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
-    img[0x230..0x234].copy_from_slice(&0x100_0000u32.to_le_bytes());
-    img[0x236..0x238].copy_from_slice(&1u16.to_le_bytes()); // XLF_KERNEL_64
-    img[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
-    img[5 * 512 + 0x200] = 0xf4; // hlt at the 64-bit entry
-    std::fs::write(path, img).unwrap();
-}
-
 #[test]
 fn daemon_machine_boots_the_scripted_guest() {
     let disk = temp_disk(32);
-    let kernel = disk.dir.path().join("vmlinuz");
-    fake_bzimage(&kernel);
-    let text = format!(
-        "kernel={} cobd0={} mem=64 root=/dev/cobd0",
-        kernel.display(),
-        disk.path.display()
+    let spec = daemon_spec(
+        disk.dir.path(),
+        &format!("cobd0={} mem=64 root=/dev/cobd0", disk.path.display()),
+        "root=/dev/cobd0 console=ttyS0",
+        2,
     );
-    let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), disk.dir.path()).unwrap();
-    let spec = MachineSpec {
-        mem_mib: 64,
-        cpus: 2,
-        kernel: kernel.clone(),
-        initrd: None,
-        cmdline: "root=/dev/cobd0 console=ttyS0".into(),
-        config,
-        slirp_bind: std::net::Ipv4Addr::LOCALHOST,
-    };
     let hv = SimHypervisor::new(SimConfig::default());
     let entry = Arc::new(Mutex::new(None::<StandardRegisters>));
     let entry2 = entry.clone();
@@ -169,19 +140,7 @@ fn arp_request(mac: [u8; 6]) -> Vec<u8> {
 #[test]
 fn daemon_machine_slirp_answers_arp() {
     let dir = tempfile::tempdir().unwrap();
-    let kernel = dir.path().join("vmlinuz");
-    fake_bzimage(&kernel);
-    let text = format!("kernel={} eth0=slirp mem=64", kernel.display());
-    let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), dir.path()).unwrap();
-    let spec = MachineSpec {
-        mem_mib: 64,
-        cpus: 1,
-        kernel,
-        initrd: None,
-        cmdline: "console=ttyS0".into(),
-        config,
-        slirp_bind: std::net::Ipv4Addr::LOCALHOST,
-    };
+    let spec = daemon_spec(dir.path(), "eth0=slirp mem=64", "console=ttyS0", 1);
     let hv = SimHypervisor::new(SimConfig::default());
     let reply = Arc::new(Mutex::new(None::<Vec<u8>>));
     let reply2 = reply.clone();
@@ -230,23 +189,12 @@ fn daemon_machine_slirp_answers_arp() {
 fn daemon_machine_routes_intx_without_msix() {
     use colinux_sim::guest_virtio::pci;
     let disk = temp_disk(32);
-    let kernel = disk.dir.path().join("vmlinuz");
-    fake_bzimage(&kernel);
-    let text = format!(
-        "kernel={} cobd0={} mem=64 pci=nomsi",
-        kernel.display(),
-        disk.path.display()
+    let spec = daemon_spec(
+        disk.dir.path(),
+        &format!("cobd0={} mem=64 pci=nomsi", disk.path.display()),
+        "pci=nomsi console=ttyS0",
+        1,
     );
-    let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), disk.dir.path()).unwrap();
-    let spec = MachineSpec {
-        mem_mib: 64,
-        cpus: 1,
-        kernel,
-        initrd: None,
-        cmdline: "pci=nomsi console=ttyS0".into(),
-        config,
-        slirp_bind: std::net::Ipv4Addr::LOCALHOST,
-    };
     let hv = SimHypervisor::new(SimConfig::default());
     let seen = Arc::new(Mutex::new(None::<(u8, u32, u64, u64)>));
     let seen2 = seen.clone();

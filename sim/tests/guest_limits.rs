@@ -2,6 +2,8 @@
 //! will must not grow the daemon's resources, and a slow device must not stall
 //! the others.
 
+mod common;
+
 use std::sync::Arc;
 
 use colinux_daemon::vmm::doorbells::{ConfigPorts, Doorbells};
@@ -103,31 +105,15 @@ mod stall {
     use std::sync::{mpsc, Arc};
     use std::time::{Duration, Instant};
 
+    use crate::common::daemon_spec;
     use colinux_daemon::vmm::console::ConsoleOut;
-    use colinux_daemon::vmm::machine::{Machine, MachineSpec};
+    use colinux_daemon::vmm::machine::Machine;
     use colinux_devices::bus::Bus;
     use colinux_devices::virtio::blk::BlockDevice;
     use colinux_devices::virtio::pci::VirtioPciDevice;
     use colinux_sim::faulty_disk::{CallResult, DiskOp, FaultyDisk, FaultyDiskHandle};
     use colinux_sim::vm::{SimConfig, SimHypervisor};
     use vm_memory::{Bytes, GuestAddress};
-
-    /// A minimal bzImage (boot protocol 2.15, 64-bit entry).
-    fn fake_bzimage(path: &Path) {
-        let mut img = vec![0u8; 5 * 512 + 4096];
-        img[0x1f1] = 4;
-        img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
-        img[0x202..0x206].copy_from_slice(b"HdrS");
-        img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
-        img[0x211] = 1;
-        img[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
-        img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
-        img[0x230..0x234].copy_from_slice(&0x100_0000u32.to_le_bytes());
-        img[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
-        img[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
-        img[5 * 512 + 0x200] = 0xf4;
-        std::fs::write(path, img).unwrap();
-    }
 
     fn cfg_addr(slot: u8, reg: u8) -> [u8; 4] {
         (0x8000_0000u32 | (u32::from(slot) << 11) | u32::from(reg)).to_le_bytes()
@@ -195,25 +181,14 @@ mod stall {
     /// that must outlive the machine.
     fn machine_with_a_slow_disk() -> (Machine, FaultyDiskHandle, u8, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let kernel = dir.path().join("vmlinuz");
-        fake_bzimage(&kernel);
         let disk = dir.path().join("cobd0.img");
         std::fs::write(&disk, vec![0u8; 64 * 512]).unwrap();
-        let text = format!(
-            "kernel={} cobd0={} mem=64",
-            kernel.display(),
-            disk.display()
+        let spec = daemon_spec(
+            dir.path(),
+            &format!("cobd0={} mem=64", disk.display()),
+            "console=ttyS0",
+            1,
         );
-        let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), dir.path()).unwrap();
-        let spec = MachineSpec {
-            mem_mib: 64,
-            cpus: 1,
-            kernel,
-            initrd: None,
-            cmdline: "console=ttyS0".into(),
-            config,
-            slirp_bind: std::net::Ipv4Addr::LOCALHOST,
-        };
         let hv = SimHypervisor::new(SimConfig::default());
         let (tx, _rx) = mpsc::channel();
         let m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();

@@ -3,10 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 
+use colinux_daemon::vmm::machine::MachineSpec;
 use colinux_daemon::vmm::vcpu::{self, MachineEvent, VcpuContext};
 use colinux_devices::block::DiskImage;
 use colinux_sim::guest::{GuestCpu, GuestError, GuestResult};
@@ -82,5 +83,42 @@ pub fn ensure(cond: bool, what: impl Into<String>) -> GuestResult<()> {
         Ok(())
     } else {
         Err(GuestError::Device(what.into()))
+    }
+}
+
+/// A minimal bzImage: a boot-protocol 2.15 setup header with a 64-bit entry,
+/// and a 4 KiB protected-mode part.
+pub fn fake_bzimage(path: &Path) {
+    let mut img = vec![0u8; 5 * 512 + 4096];
+    img[0x1f1] = 4; // setup_sects
+    img[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    img[0x211] = 1; // LOADED_HIGH
+    img[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+    img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    img[0x230..0x234].copy_from_slice(&0x100_0000u32.to_le_bytes());
+    img[0x236..0x238].copy_from_slice(&1u16.to_le_bytes()); // XLF_KERNEL_64
+    img[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+    img[5 * 512 + 0x200] = 0xf4; // hlt at the 64-bit entry
+    std::fs::write(path, img).unwrap();
+}
+
+/// The daemon's machine spec for tests: a [`fake_bzimage`] written to
+/// `dir/vmlinuz`, the conf `kernel=<it> WORDS`, 64 MiB, `cpus` vCPUs and the
+/// kernel command line `cmdline`.
+pub fn daemon_spec(dir: &Path, words: &str, cmdline: &str, cpus: u32) -> MachineSpec {
+    let kernel = dir.join("vmlinuz");
+    fake_bzimage(&kernel);
+    let text = format!("kernel={} {words}", kernel.display());
+    let config = colinux_conf::parse_str(&text, Path::new("sim.conf"), dir).unwrap();
+    MachineSpec {
+        mem_mib: 64,
+        cpus,
+        kernel,
+        initrd: None,
+        cmdline: cmdline.into(),
+        config,
+        slirp_bind: std::net::Ipv4Addr::LOCALHOST,
     }
 }
