@@ -104,6 +104,14 @@ fn bad_option_values_are_refused_before_building() {
         stderr(&out)
     );
 
+    let out = bin(&["bootstrap", s(&f), "1G", "--init", "upstart"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[possible values: systemd, sysvinit]"),
+        "{}",
+        stderr(&out)
+    );
+
     let private = d.join("id_ed25519");
     std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n").unwrap();
     let out = bin(&["bootstrap", s(&f), "1G", "--authorized-key", s(&private)]);
@@ -165,6 +173,7 @@ fn an_unreachable_mirror_fails_and_leaves_nothing() {
             ),
             "{text}"
         );
+        assert!(text.contains("(init: systemd)"), "{text}");
         assert!(
             stderr(&out).contains("colinux-image: mmdebstrap: exit status"),
             "{}",

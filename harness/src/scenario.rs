@@ -219,6 +219,29 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_scenario_has_its_scripts() {
+        let recipes = crate::paths::recipes_dir();
+        for s in load_all(&crate::paths::scenarios_dir()).unwrap() {
+            // The runner fails a scenario without its guest check (named by
+            // colinux.check= on the kernel line, else the scenario's name).
+            let check = s
+                .conf
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("colinux.check="))
+                .unwrap_or(&s.name);
+            let guest = recipes.join(format!("guest/checks/{check}.sh"));
+            assert!(guest.is_file(), "{}: {} missing", s.name, guest.display());
+            let host = recipes.join(format!("host/scenarios/{}.sh", s.name));
+            assert!(
+                !s.host_script || host.is_file(),
+                "{}: {} missing",
+                s.name,
+                host.display()
+            );
+        }
+    }
+
+    #[test]
     fn monitors_default_to_both_and_are_checked() {
         let dir = std::env::temp_dir().join(format!("colinux-scn-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

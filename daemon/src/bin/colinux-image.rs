@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use colinux_daemon::image::bootstrap::{BootstrapOptions, SwapSpec};
+use colinux_daemon::image::bootstrap::{BootstrapOptions, Init, SwapSpec};
 use colinux_daemon::image::{self, ext::ExtType, format_size, ImageError};
 
 #[derive(Debug, Parser)]
@@ -65,11 +65,13 @@ enum Command {
     },
     /// Build a ready Debian system image (root file system) with mmdebstrap.
     #[command(
-        after_help = "Runs mmdebstrap (minbase + systemd, udev, ifupdown, DHCP, \
+        after_help = "Runs mmdebstrap (minbase + the init, udev, ifupdown, DHCP, \
         openssh-server, ...), customizes the tree (fstab with /dev/cobd0 [and /dev/cobd1], \
-        hostname, eth0 by DHCP, serial getty on ttyS0, empty root password unless \
-        --root-password) and makes it an ext4 image with mke2fs -d. Needs root and \
-        `apt-get install mmdebstrap`. A failed or interrupted build leaves nothing behind."
+        hostname, eth0 by DHCP, empty root password unless --root-password; with systemd a \
+        serial getty on ttyS0, with sysvinit Debian's /etc/inittab as shipped: gettys on \
+        tty1..tty6, the screen, as classic coLinux images had) and makes it an ext4 image \
+        with mke2fs -d. Needs root and `apt-get install mmdebstrap`. A failed or interrupted \
+        build leaves nothing behind."
     )]
     Bootstrap {
         /// The new image file.
@@ -101,6 +103,9 @@ enum Command {
         /// ext4 volume label.
         #[arg(long, default_value = image::bootstrap::DEFAULT_LABEL)]
         label: String,
+        /// The init: systemd (serial getty on ttyS0) or sysvinit (gettys on tty1..tty6).
+        #[arg(long, value_enum, default_value_t = Init::Systemd)]
+        init: Init,
         /// Replace FILE (and SWAPFILE) if they exist.
         #[arg(long)]
         force: bool,
@@ -173,6 +178,7 @@ fn run(cli: Cli) -> Result<(), ImageError> {
             mirror,
             suite,
             label,
+            init,
             force,
         } => {
             let mut o = BootstrapOptions::new(file, image::parse_size(&size)?);
@@ -190,6 +196,7 @@ fn run(cli: Cli) -> Result<(), ImageError> {
             o.suite = suite;
             o.label = label;
             o.force = force;
+            o.init = init;
             bootstrap(&o)?;
         }
         Command::Info { file, json } => {

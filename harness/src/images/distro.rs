@@ -9,10 +9,15 @@
 //! - `distro.ext4` + `distro-swap.img`: a Debian 12 system image (systemd,
 //!   udev, ifupdown eth0 by DHCP, openssh-server, serial getty, fstab naming
 //!   /dev/cobd0 and /dev/cobd1) made by `colinux-image bootstrap`, and its swap
-//!   file.
+//!   file;
+//! - `distro-sysv.ext4`: the same Debian 12 with sysvinit as PID 1 and its
+//!   inittab as shipped (gettys on tty1..tty6, the screen; none on the serial
+//!   line), no swap, no key: the classic coLinux image, for the `vt-console`
+//!   scenario.
 
 use crate::util::{run, InputHash};
 use anyhow::{Context, Result};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -20,6 +25,10 @@ use std::process::Command;
 pub const DISTRO_SIZE: &str = "2G";
 /// Size of its swap file.
 pub const DISTRO_SWAP_SIZE: &str = "256M";
+/// The sysvinit system image's file in the images directory.
+pub const SYSV_FILE: &str = "distro-sysv.ext4";
+/// Its size (sparse; the system uses about 380 MiB).
+pub const SYSV_SIZE: &str = "1G";
 
 /// Write `out` (tar.gz of `lib/modules`) from the unpacked kernel package.
 pub fn modules_tarball(kernel_root: &Path, out: &Path) -> Result<()> {
@@ -73,24 +82,68 @@ pub fn input_hash(modules_inputs: &str, pubkey: &Path) -> Result<String> {
         .finish())
 }
 
+/// The input hash of the sysvinit system image: the bootstrap recipe, the
+/// modules, the init and the size.
+pub fn sysv_input_hash(modules_inputs: &str) -> Result<String> {
+    let recipe = crate::paths::workspace_root().join("daemon/src/image/bootstrap");
+    Ok(InputHash::default()
+        .text("modules", modules_inputs)
+        .text("init", "sysvinit")
+        .text("size", SYSV_SIZE)
+        .tree(&recipe)?
+        .finish())
+}
+
 /// Build `distro.ext4` and `distro-swap.img` in `dir` with `colinux-image
 /// bootstrap` (mmdebstrap; its progress goes to this terminal).
 pub fn build(colinux_image: &Path, dir: &Path, modules: &Path, pubkey: &Path) -> Result<()> {
-    let image = dir.join("distro.ext4");
     let swap = dir.join("distro-swap.img");
     let _ = std::fs::remove_file(&swap);
+    let extra = [
+        OsStr::new("--swap"),
+        swap.as_os_str(),
+        OsStr::new(DISTRO_SWAP_SIZE),
+        OsStr::new("--authorized-key"),
+        pubkey.as_os_str(),
+    ];
+    bootstrap(
+        colinux_image,
+        &dir.join("distro.ext4"),
+        DISTRO_SIZE,
+        modules,
+        &extra,
+    )
+}
+
+/// Build `distro-sysv.ext4` in `dir` with `colinux-image bootstrap --init
+/// sysvinit`.
+pub fn build_sysv(colinux_image: &Path, dir: &Path, modules: &Path) -> Result<()> {
+    let extra = [OsStr::new("--init"), OsStr::new("sysvinit")];
+    bootstrap(
+        colinux_image,
+        &dir.join(SYSV_FILE),
+        SYSV_SIZE,
+        modules,
+        &extra,
+    )
+}
+
+/// Runs `colinux-image bootstrap IMAGE SIZE --force --modules MODULES EXTRA...`.
+fn bootstrap(
+    colinux_image: &Path,
+    image: &Path,
+    size: &str,
+    modules: &Path,
+    extra: &[&OsStr],
+) -> Result<()> {
     let st = Command::new(colinux_image)
         .arg("bootstrap")
-        .arg(&image)
-        .arg(DISTRO_SIZE)
+        .arg(image)
+        .arg(size)
         .arg("--force")
-        .arg("--swap")
-        .arg(&swap)
-        .arg(DISTRO_SWAP_SIZE)
         .arg("--modules")
         .arg(modules)
-        .arg("--authorized-key")
-        .arg(pubkey)
+        .args(extra)
         .status()
         .with_context(|| format!("starting {}", colinux_image.display()))?;
     anyhow::ensure!(

@@ -6,6 +6,7 @@ pub mod distro;
 pub mod extras;
 pub mod kernel;
 pub mod stage;
+pub mod systems;
 pub mod virtiofsd;
 
 use crate::paths;
@@ -299,45 +300,24 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     }
     images.insert("rootfs".into(), entry(&dir, "rootfs.ext4", rin.clone())?);
 
-    // 4. the distribution's system image and swap file
+    // 4. the system images (colinux-image bootstrap)
     let key = distro::login_key(&dir)?;
     let pubkey = key.with_extension("pub");
-    let din = distro::input_hash(&kin, &pubkey).unwrap_or_else(|e| {
-        eprintln!("images [4/5] ERROR: {e:#}");
-        String::new()
-    });
     let colinux_image = opts
         .daemon
         .as_ref()
         .map(|d| d.with_file_name("colinux-image"))
         .filter(|p| p.exists());
-    if cached(old.as_ref(), &dir, "distro", &din) && dir.join("distro-swap.img").exists() {
-        step(4, "system image distro.ext4 (cached)");
-        images.insert("distro".into(), entry(&dir, "distro.ext4", din.clone())?);
-        images.insert(
-            "distro-swap".into(),
-            entry(&dir, "distro-swap.img", din.clone())?,
-        );
-    } else if let Some(tool) = colinux_image.as_ref().filter(|_| !din.is_empty()) {
-        step(
-            4,
-            "system image distro.ext4: Debian 12 with colinux-image bootstrap (mmdebstrap)",
-        );
-        // A failure here (no Debian mirror, say) fails the scenarios that
-        // boot this image, with this message; the others still run.
-        match distro::build(tool, &dir, &dir.join("vmlinux-modules.tar.gz"), &pubkey) {
-            Ok(()) => {
-                images.insert("distro".into(), entry(&dir, "distro.ext4", din.clone())?);
-                images.insert(
-                    "distro-swap".into(),
-                    entry(&dir, "distro-swap.img", din.clone())?,
-                );
-            }
-            Err(e) => eprintln!("images [4/5] ERROR: system image not built: {e:#}"),
-        }
-    } else {
-        eprintln!("images [4/5] WARNING: no colinux-image binary beside the daemon: system image distro.ext4 not built");
-    }
+    systems::build(
+        &systems::SystemInputs {
+            dir: &dir,
+            old: old.as_ref(),
+            colinux_image: colinux_image.as_deref(),
+            kernel_inputs: &kin,
+            pubkey: &pubkey,
+        },
+        &mut images,
+    )?;
 
     // 5. host initramfs
     let qemu = which("qemu-system-x86_64")?;

@@ -1,5 +1,6 @@
 //! Stage 2, customizing the tree: fstab, hostname and hosts, network
-//! interfaces, the serial getty, root's authorized keys and password.
+//! interfaces, the consoles' gettys (gettys.rs), classic `eth0` naming,
+//! root's authorized keys and password.
 
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
@@ -8,6 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::super::ImageError;
+use super::gettys::setup_gettys;
 use super::options::BootstrapOptions;
 use super::process::run_tool;
 use super::scratch::Scratch;
@@ -160,7 +162,7 @@ fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ImageError> {
 }
 
 /// Makes the symlink `path` -> `target` (replacing what is there).
-fn symlink(target: &str, path: &Path) -> Result<(), ImageError> {
+pub(super) fn symlink(target: &str, path: &Path) -> Result<(), ImageError> {
     let io = |e| ImageError::io(path, e);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -169,8 +171,9 @@ fn symlink(target: &str, path: &Path) -> Result<(), ImageError> {
     std::os::unix::fs::symlink(target, path).map_err(io)
 }
 
-/// Stage 2, the files: fstab, hostname, hosts, interfaces, the serial
-/// getty, classic `eth0` naming and root's authorized_keys.
+/// Stage 2, the files: fstab, hostname, hosts, interfaces, the consoles'
+/// gettys for the image's init, classic `eth0` naming and root's
+/// authorized_keys.
 pub(super) fn write_config(o: &BootstrapOptions, root: &Path) -> Result<(), ImageError> {
     write_file(
         &root.join("etc/fstab"),
@@ -191,19 +194,10 @@ pub(super) fn write_config(o: &BootstrapOptions, root: &Path) -> Result<(), Imag
     write_file(&root.join("usr/sbin/mount.cofs"), &mount_cofs_text(), 0o755)?;
     // mmdebstrap copied this host's resolv.conf; dhclient writes the guest's.
     let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
-    let unit = "lib/systemd/system/serial-getty@.service";
-    if !root.join(unit).exists() {
-        return Err(ImageError::WrongKind {
-            path: root.join(unit),
-            why: "missing: systemd did not install its serial getty unit".into(),
-        });
-    }
-    symlink(
-        &format!("/{unit}"),
-        &root.join("etc/systemd/system/getty.target.wants/serial-getty@ttyS0.service"),
-    )?;
+    setup_gettys(o.init, root)?;
     // Keep the kernel's eth0 (udev would rename it enp0s3 and `auto eth0`
-    // would find nothing).
+    // would find nothing). udev's net_setup_link reads this directory
+    // whatever the init, so it holds with sysvinit too.
     symlink(
         "/dev/null",
         &root.join("etc/systemd/network/99-default.link"),
@@ -404,6 +398,10 @@ pub(super) mod tests {
         assert_eq!(
             std::fs::read_link(getty).unwrap(),
             Path::new("/lib/systemd/system/serial-getty@.service")
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("etc/systemd/network/99-default.link")).unwrap(),
+            Path::new("/dev/null")
         );
         let mode = |p: &str| {
             std::fs::metadata(root.join(p))

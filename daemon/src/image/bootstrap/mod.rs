@@ -1,10 +1,11 @@
 //! `colinux-image bootstrap`: a ready Debian system image (the kind coLinux
 //! users downloaded) built from Debian packages.
 //!
-//! Four stages: `mmdebstrap` installs the packages into a directory tree in a
-//! scratch directory beside the image; the tree is customized (fstab,
-//! hostname, network, serial getty, ssh keys, root password, kernel modules);
-//! `mke2fs -d` turns it into an ext4 image (`FILE.partial`); with `--swap` a
+//! Four stages: `mmdebstrap` installs the packages (and the init asked for,
+//! systemd or sysvinit) into a directory tree in a scratch directory beside
+//! the image; the tree is customized (fstab, hostname, network, the
+//! consoles' gettys, ssh keys, root password, kernel modules); `mke2fs -d`
+//! turns it into an ext4 image (`FILE.partial`); with `--swap` a
 //! swap file is made; then the partial files are renamed into place.
 //!
 //! The tree is a directory, not a tarball: e2fsprogs 1.47.0 (Debian 12)
@@ -16,6 +17,7 @@
 //! directory and the partial files are removed: no image is left half made.
 
 mod customize;
+mod gettys;
 mod mirror;
 mod modules;
 mod options;
@@ -35,11 +37,12 @@ use process::{catch_stop_signals, check_stop, make_fs, run_mmdebstrap};
 use scratch::{partial_of, publish, Scratch};
 
 pub use customize::{fstab_text, hosts_text, interfaces_text};
+pub use gettys::{inittab_gettys, VT_GETTYS};
 pub use mirror::{host_mirror, mirror_from_sources};
 pub use modules::module_releases;
 pub use options::{
-    check_hostname, BootstrapOptions, BootstrapReport, SwapSpec, DEFAULT_HOSTNAME, DEFAULT_LABEL,
-    DEFAULT_MIRROR, DEFAULT_SUITE, PACKAGES,
+    check_hostname, BootstrapOptions, BootstrapReport, Init, SwapSpec, DEFAULT_HOSTNAME,
+    DEFAULT_LABEL, DEFAULT_MIRROR, DEFAULT_SUITE, PACKAGES,
 };
 
 /// A two-line `colinux.conf` that boots the image (and uses the swap file).
@@ -68,14 +71,21 @@ pub fn bootstrap(
     };
     let mirror = o.mirror.clone().unwrap_or_else(|| host_mirror(&o.suite));
     progress(&format!(
-        "bootstrap [1/4] mmdebstrap: Debian {} from {mirror} into {}",
+        "bootstrap [1/4] mmdebstrap: Debian {} from {mirror} into {} (init: {})",
         o.suite,
-        s.root().display()
+        s.root().display(),
+        o.init.name()
     ));
     run_mmdebstrap(o, &mirror, &s)?;
     check_stop()?;
 
-    progress("bootstrap [2/4] customize: fstab, hostname, network, serial getty, ssh, root password, modules");
+    progress(&format!(
+        "bootstrap [2/4] customize: fstab, hostname, network, {}, ssh, root password, modules",
+        match o.init {
+            Init::Systemd => "serial getty",
+            Init::Sysvinit => "inittab gettys on tty1..tty6",
+        }
+    ));
     write_config(o, &s.root())?;
     set_root_password(o, &s)?;
     if let Some(m) = &o.modules {

@@ -8,14 +8,12 @@ use super::super::ImageError;
 #[cfg(doc)] // the link in `BootstrapOptions::mirror`'s doc
 use super::host_mirror;
 
-/// Packages installed on top of Debian's `minbase` variant: an init that
-/// boots (systemd), device names (udev), networking with DHCP (ifupdown,
+/// Packages installed on top of Debian's `minbase` variant whatever the
+/// init: device names (udev), networking with DHCP (ifupdown,
 /// isc-dhcp-client, iproute2, netbase), remote login (openssh-server) and
-/// the basic tools a coLinux image had.
+/// the basic tools a coLinux image had. [`Init::packages`] adds the init.
 pub const PACKAGES: &[&str] = &[
-    "systemd-sysv",
     "udev",
-    "dbus",
     "ifupdown",
     "isc-dhcp-client",
     "openssh-server",
@@ -27,6 +25,47 @@ pub const PACKAGES: &[&str] = &[
     "iputils-ping",
     "less",
 ];
+
+/// The init system the image boots with (`--init`). (No doc comments on
+/// the variants: clap would switch `--help` to its long layout.)
+///
+/// `Systemd` is Debian's default: `systemd-sysv` and `dbus`, a serial getty
+/// on ttyS0. `Sysvinit` is what classic coLinux images ran: `sysvinit-core`
+/// (with `orphan-sysvinit-scripts`, the init scripts Debian packages no
+/// longer ship), Debian's own `/etc/inittab` as shipped: gettys on tty1 to
+/// tty6, the serial `T0` line commented out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[allow(missing_docs)]
+pub enum Init {
+    #[default]
+    Systemd,
+    Sysvinit,
+}
+
+impl Init {
+    /// The packages that make this init PID 1 (installed beside [`PACKAGES`]).
+    pub fn packages(self) -> &'static [&'static str] {
+        match self {
+            Init::Systemd => &["systemd-sysv", "dbus"],
+            Init::Sysvinit => &["sysvinit-core", "orphan-sysvinit-scripts"],
+        }
+    }
+
+    /// Its name as `--init` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::Systemd => "systemd",
+            Init::Sysvinit => "sysvinit",
+        }
+    }
+
+    /// Every package `mmdebstrap --include` gets for an image with this init.
+    pub fn all_packages(self) -> Vec<&'static str> {
+        let mut all = self.packages().to_vec();
+        all.extend(PACKAGES);
+        all
+    }
+}
 
 /// The mirror used when this host's apt sources name no Debian mirror.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -71,6 +110,8 @@ pub struct BootstrapOptions {
     pub label: String,
     /// Replace existing image and swap files.
     pub force: bool,
+    /// The init system (PID 1).
+    pub init: Init,
 }
 
 impl BootstrapOptions {
@@ -88,6 +129,7 @@ impl BootstrapOptions {
             suite: DEFAULT_SUITE.to_string(),
             label: DEFAULT_LABEL.to_string(),
             force: false,
+            init: Init::default(),
         }
     }
 }
@@ -142,5 +184,28 @@ mod tests {
         for bad in ["", "-a", "a-", "a.b", "a b", &"x".repeat(64)] {
             assert!(check_hostname(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn each_init_brings_its_own_pid_1_and_the_common_packages() {
+        assert_eq!(BootstrapOptions::new("x.img", 1 << 30).init, Init::Systemd);
+        let systemd = Init::Systemd.all_packages();
+        let sysv = Init::Sysvinit.all_packages();
+        for p in PACKAGES {
+            assert!(systemd.contains(p) && sysv.contains(p), "{p}");
+        }
+        assert!(systemd.contains(&"systemd-sysv") && !systemd.contains(&"sysvinit-core"));
+        // sysvinit-core conflicts with systemd-sysv; nothing but udev's and
+        // ssh's own scripts is needed without systemd (no dbus).
+        assert!(sysv.contains(&"sysvinit-core") && sysv.contains(&"orphan-sysvinit-scripts"));
+        for p in ["systemd-sysv", "systemd", "dbus"] {
+            assert!(!sysv.contains(&p), "{p}");
+        }
+        let mut dedup = sysv.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), sysv.len());
+        assert_eq!(Init::Sysvinit.name(), "sysvinit");
+        assert_eq!(Init::Systemd.name(), "systemd");
     }
 }

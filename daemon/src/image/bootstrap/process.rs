@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::super::{tools, ImageError};
-use super::options::{BootstrapOptions, PACKAGES};
+use super::options::BootstrapOptions;
+#[cfg(doc)] // the links in `run_mmdebstrap`'s doc
+use super::options::{Init, PACKAGES};
 use super::scratch::Scratch;
 
 /// The signal (SIGINT/SIGTERM) that asked the build to stop, 0 if none.
@@ -145,7 +147,8 @@ pub(super) fn package_of(program: &str) -> &'static str {
     }
 }
 
-/// Stage 1: `mmdebstrap` installs minbase and [`PACKAGES`] into `root`
+/// Stage 1: `mmdebstrap` installs minbase, [`PACKAGES`] and the init's
+/// ([`Init::packages`]) into `root`
 /// (root mode when run as root, which mounts /proc, /sys and /dev in a
 /// mount namespace of its own), its temp files in the scratch dir.
 pub(super) fn run_mmdebstrap(
@@ -153,7 +156,7 @@ pub(super) fn run_mmdebstrap(
     mirror: &str,
     s: &Scratch,
 ) -> Result<(), ImageError> {
-    let include = format!("--include={}", PACKAGES.join(","));
+    let include = format!("--include={}", o.init.all_packages().join(","));
     let root = s.root();
     let args: Vec<&OsStr> = vec![
         OsStr::new("--mode=auto"),
