@@ -20,6 +20,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::fault::FaultPlan;
+use crate::fd::same_file;
 use crate::guest::GuestProgram;
 use crate::trace::Trace;
 use crate::vcpu::SimVcpu;
@@ -136,7 +137,7 @@ impl Vm for SimVm {
     fn unregister_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<()> {
         let mut v = lock(&self.shared.irqfds);
         let before = v.len();
-        v.retain(|(f, g)| !(*g == gsi && same_file(f, fd)));
+        v.retain(|(f, g)| !(*g == gsi && same_file(f.as_raw_fd(), fd.as_raw_fd())));
         if v.len() == before {
             return Err(HypervisorError::Unsupported(format!(
                 "no irqfd for GSI {gsi}"
@@ -161,7 +162,9 @@ impl Vm for SimVm {
     ) -> Result<()> {
         let mut v = lock(&self.shared.ioevents);
         let before = v.len();
-        v.retain(|(f, a, m)| !(*a == addr && *m == datamatch && same_file(f, fd)));
+        v.retain(|(f, a, m)| {
+            !(*a == addr && *m == datamatch && same_file(f.as_raw_fd(), fd.as_raw_fd()))
+        });
         if v.len() == before {
             return Err(HypervisorError::Unsupported(format!(
                 "no ioeventfd at {addr:?}"
@@ -169,19 +172,6 @@ impl Vm for SimVm {
         }
         Ok(())
     }
-}
-
-/// Whether two descriptors name the same open file (dup'd eventfds differ in
-/// number but share the inode).
-fn same_file(a: &EventFd, b: &EventFd) -> bool {
-    let ino = |fd: &EventFd| {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: fstat writes into `st`, a properly sized buffer we own.
-        let r = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) };
-        // SAFETY: fstat succeeded, so `st` is initialised.
-        (r == 0).then(|| unsafe { st.assume_init() }.st_ino)
-    };
-    ino(a).is_some() && ino(a) == ino(b)
 }
 
 /// Delivers device interrupts into a [`SimVm`] (what the daemon's KVM-backed

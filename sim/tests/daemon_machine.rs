@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use colinux_daemon::vmm::console::ConsoleOut;
 use colinux_daemon::vmm::devices::spawn_backend_poller;
-use colinux_daemon::vmm::machine::{self, Machine, MachineSpec};
+use colinux_daemon::vmm::machine::{self, Machine};
 use colinux_daemon::vmm::vcpu::{self, MachineEvent};
 use colinux_driver::arch::x86_64::acpi::{S5_SLEEP_TYPE, SLEEP_CONTROL_PORT};
 use colinux_driver::arch::x86_64::layout::{KERNEL_START, ZERO_PAGE_START};

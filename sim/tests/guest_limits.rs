@@ -101,7 +101,6 @@ mod stall {
     //! another device's MMIO are served while a vCPU thread waits in a
     //! virtio-blk request whose backend stalls.
 
-    use std::path::Path;
     use std::sync::{mpsc, Arc};
     use std::time::{Duration, Instant};
 
