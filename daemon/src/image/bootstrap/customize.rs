@@ -3,12 +3,11 @@
 //! root's authorized keys and password.
 
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::super::ImageError;
+use super::files::{symlink, write_file};
 use super::gettys::setup_gettys;
 use super::options::BootstrapOptions;
 use super::process::run_tool;
@@ -137,38 +136,6 @@ pub(super) fn read_public_keys(path: &Path) -> Result<String, ImageError> {
         ));
     }
     Ok(keys.iter().map(|k| format!("{k}\n")).collect())
-}
-
-/// Writes `text` as a new file `path` with `mode` (an existing file or
-/// symlink there is removed first, so nothing is written through a link).
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), ImageError> {
-    let io = |e| ImageError::io(path, e);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != ErrorKind::NotFound => return Err(io(e)),
-        _ => {}
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(text.as_bytes()).map_err(io)?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io)
-}
-
-/// Makes the symlink `path` -> `target` (replacing what is there).
-pub(super) fn symlink(target: &str, path: &Path) -> Result<(), ImageError> {
-    let io = |e| ImageError::io(path, e);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let _ = std::fs::remove_file(path);
-    std::os::unix::fs::symlink(target, path).map_err(io)
 }
 
 /// Stage 2, the files: fstab, hostname, hosts, interfaces, the consoles'

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::super::ImageError;
-use super::customize::symlink;
+use super::files::symlink;
 use super::options::Init;
 
 /// The virtual terminals Debian's inittab runs gettys on, which a sysvinit

@@ -17,6 +17,7 @@
 //! directory and the partial files are removed: no image is left half made.
 
 mod customize;
+mod files;
 mod gettys;
 mod mirror;
 mod modules;
