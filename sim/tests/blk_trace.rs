@@ -89,12 +89,7 @@ fn moved_bar_decodes_at_the_new_address() {
             }),
         )
         .unwrap();
-    assert_eq!(
-        run_daemon_loop(&m, vcpu),
-        MachineEvent::Poweroff,
-        "{:?}",
-        m.vm.outcome(0)
-    );
+    run_to_poweroff(&m, vcpu);
     assert_eq!(
         m.vm.outcome(0),
         Some(GuestOutcome::Ended(GuestEnd::Poweroff))

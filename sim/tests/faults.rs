@@ -172,12 +172,7 @@ fn lost_interrupt_is_survived_by_polling() {
             }),
         )
         .unwrap();
-    assert_eq!(
-        run_daemon_loop(&m, v),
-        MachineEvent::Poweroff,
-        "{:?}",
-        m.vm.outcome(0)
-    );
+    run_to_poweroff(&m, v);
     assert_eq!(*lost.lock().unwrap(), 1);
     let t = m.vm.trace().render();
     assert!(
@@ -299,12 +294,7 @@ fn net_backend_errors_drop_frames_and_the_guest_goes_on() {
             }),
         )
         .unwrap();
-    assert_eq!(
-        run_daemon_loop(&m, v),
-        MachineEvent::Poweroff,
-        "{:?}",
-        m.vm.outcome(0)
-    );
+    run_to_poweroff(&m, v);
     assert_eq!(net.sent(), vec![eth(3)]);
 }
 
@@ -345,12 +335,7 @@ fn stalled_net_backend_times_out_then_recovers() {
         )
         .unwrap();
     let t0 = Instant::now();
-    assert_eq!(
-        run_daemon_loop(&m, v),
-        MachineEvent::Poweroff,
-        "{:?}",
-        m.vm.outcome(0)
-    );
+    run_to_poweroff(&m, v);
     assert!(t0.elapsed() < Duration::from_secs(3));
     assert!(m.vm.trace().render().contains("backend stalled, gave up"));
     // The kicks while halted are not in the trace (they depend on timing).

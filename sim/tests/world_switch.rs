@@ -319,12 +319,7 @@ fn virtio_blk_over_the_legacy_intx_line() {
             }),
         )
         .unwrap();
-    assert_eq!(
-        run_daemon_loop(&m, v),
-        MachineEvent::Poweroff,
-        "{:?}",
-        m.vm.outcome(0)
-    );
+    run_to_poweroff(&m, v);
     assert_eq!(
         m.vm.outcome(0),
         Some(GuestOutcome::Ended(GuestEnd::Poweroff))

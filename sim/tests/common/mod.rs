@@ -86,6 +86,18 @@ pub fn ensure(cond: bool, what: impl Into<String>) -> GuestResult<()> {
     }
 }
 
+/// Runs `vcpu` through the daemon's vCPU loop and asserts that the guest
+/// powered off (showing how its program ended if not).
+#[track_caller]
+pub fn run_to_poweroff(m: &SimMachine, vcpu: SimVcpu) {
+    assert_eq!(
+        run_daemon_loop(m, vcpu),
+        MachineEvent::Poweroff,
+        "{:?}",
+        m.vm.outcome(0)
+    );
+}
+
 /// A minimal bzImage: a boot-protocol 2.15 setup header with a 64-bit entry,
 /// and a 4 KiB protected-mode part.
 pub fn fake_bzimage(path: &Path) {
