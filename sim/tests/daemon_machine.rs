@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use colinux_daemon::vmm::console::ConsoleOut;
 use colinux_daemon::vmm::devices::spawn_backend_poller;
-use colinux_daemon::vmm::machine::{self, Machine};
+use colinux_daemon::vmm::machine::{self, Machine, MachineSpec};
 use colinux_daemon::vmm::vcpu::{self, MachineEvent};
 use colinux_driver::arch::x86_64::acpi::{S5_SLEEP_TYPE, SLEEP_CONTROL_PORT};
 use colinux_driver::arch::x86_64::layout::{KERNEL_START, ZERO_PAGE_START};
@@ -24,9 +24,26 @@ use colinux_sim::guest_virtio::net::NetDriver;
 use colinux_sim::guest_virtio::GuestAlloc;
 use colinux_sim::machine::GUEST_HEAP_START;
 use colinux_sim::trace::{Event, Interrupt};
-use colinux_sim::vm::{GuestOutcome, SimConfig, SimHypervisor};
+use colinux_sim::vm::{GuestOutcome, SimConfig, SimHypervisor, SimVm};
 use common::*;
 use vm_memory::{Bytes, GuestAddress};
+
+/// Builds the daemon's machine on `hv`, runs its vCPUs until it reports an
+/// event (at most `timeout`), stops them and asserts that the guest powered
+/// off; the VM, for its trace and outcome.
+#[track_caller]
+fn run_until_poweroff(hv: &SimHypervisor, spec: &MachineSpec, timeout: Duration) -> SimVm {
+    let (tx, rx) = mpsc::channel();
+    let mut m = Machine::build_on(hv, spec, tx, ConsoleOut::default()).unwrap();
+    vcpu::install_kick_handler().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = m.start(stop.clone()).unwrap();
+    let ev = rx.recv_timeout(timeout);
+    machine::stop_vcpus(&stop, handles);
+    let vm = hv.vm(0).unwrap();
+    assert_eq!(ev, Ok(MachineEvent::Poweroff), "{:?}", vm.outcome(0));
+    vm
+}
 
 #[test]
 fn daemon_machine_boots_the_scripted_guest() {
@@ -84,15 +101,7 @@ fn daemon_machine_boots_the_scripted_guest() {
             Ok(GuestEnd::Idle)
         }),
     );
-    let (tx, rx) = mpsc::channel();
-    let mut m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
-    vcpu::install_kick_handler().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles = m.start(stop.clone()).unwrap();
-    let ev = rx.recv_timeout(Duration::from_secs(20));
-    machine::stop_vcpus(&stop, handles);
-    let vm = hv.vm(0).unwrap();
-    assert_eq!(ev, Ok(MachineEvent::Poweroff), "{:?}", vm.outcome(0));
+    let vm = run_until_poweroff(&hv, &spec, Duration::from_secs(20));
     // The daemon stops the vCPUs as soon as the ACPI write lands, possibly
     // before the program gets to return: either way it did not fail.
     let outcome = vm.outcome(0);
@@ -221,15 +230,7 @@ fn daemon_machine_routes_intx_without_msix() {
             Ok(GuestEnd::Idle)
         }),
     );
-    let (tx, rx) = mpsc::channel();
-    let mut m = Machine::build_on(&hv, &spec, tx, ConsoleOut::default()).unwrap();
-    vcpu::install_kick_handler().unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let handles = m.start(stop.clone()).unwrap();
-    let ev = rx.recv_timeout(Duration::from_secs(30));
-    machine::stop_vcpus(&stop, handles);
-    let vm = hv.vm(0).unwrap();
-    assert_eq!(ev, Ok(MachineEvent::Poweroff), "{:?}", vm.outcome(0));
+    let vm = run_until_poweroff(&hv, &spec, Duration::from_secs(30));
     let (slot, line, interrupts, lost) = seen.lock().unwrap().expect("the guest finished");
     let gsi = colinux_driver::arch::x86_64::pci_irq::gsi(slot, 1);
     assert_eq!(line, gsi, "Interrupt Line holds the routed GSI");
