@@ -3,7 +3,7 @@
 //! (run inside the host VM) plus the shell lines that must prepare the host VM
 //! before it starts: network interfaces, and a `virtiofsd` per `cofsN=` share.
 
-use crate::conf::{Conf, NetKind};
+use crate::conf::{cofs_tag, path_of, Conf, NetKind};
 use crate::qemu::shell_quote;
 use std::path::Path;
 
@@ -86,10 +86,10 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
     p("-m");
     p(&mem_mib.to_string());
     p("-kernel");
-    p(&conf.kernel);
+    p(&path_of(&conf.kernel));
     if let Some(i) = &conf.initrd {
         p("-initrd");
-        p(i);
+        p(&path_of(i));
     }
     let mut cmdline = conf.kernel_cmdline.clone();
     let aliases: Vec<String> = conf
@@ -109,7 +109,10 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
         .network
         .iter()
         .map(|n| {
-            let mac = n.mac.clone().unwrap_or_else(|| default_mac(n.index));
+            let mac = n
+                .mac
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| default_mac(n.index));
             format!("eth{}@{}", n.index, mac.to_ascii_lowercase())
         })
         .collect();
@@ -119,15 +122,12 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
     p("-append");
     p(cmdline.trim());
     for b in &conf.block_devices {
-        let ro = if read_only(&b.path) {
-            ",readonly=on"
-        } else {
-            ""
-        };
+        let path = path_of(&b.path);
+        let ro = if read_only(&path) { ",readonly=on" } else { "" };
         p("-drive");
         p(&format!(
             "file={},if=none,id=cobd{},format=raw,cache=writeback{ro}",
-            b.path.replace(',', ",,"),
+            path.replace(',', ",,"),
             b.index
         ));
         p("-device");
@@ -138,7 +138,10 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
     }
     for n in &conf.network {
         let id = format!("eth{}", n.index);
-        let mac = n.mac.clone().unwrap_or_else(|| default_mac(n.index));
+        let mac = n
+            .mac
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| default_mac(n.index));
         let netdev = match n.kind {
             NetKind::Slirp => {
                 let mut s = format!("user,id={id}");
@@ -146,7 +149,7 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
                     for k in 0..r.count.max(1) {
                         s.push_str(&format!(
                             ",hostfwd={}::{}-:{}",
-                            r.protocol,
+                            r.protocol.keyword(),
                             r.host_port as u32 + k as u32,
                             r.guest_port as u32 + k as u32
                         ));
@@ -164,7 +167,7 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
                 ));
                 format!("tap,id={id},ifname={ifname},script=no,downscript=no")
             }
-            NetKind::PcapBridge => {
+            NetKind::PcapBridge | NetKind::NdisBridge => {
                 // tap + bridge: a TAP joins a bridge that holds the named interface.
                 let iface = n
                     .host_interface
@@ -191,12 +194,12 @@ pub fn inner_qemu(conf: &Conf, read_only: &dyn Fn(&str) -> bool) -> InnerQemu {
         p("memory-backend=mem");
     }
     for s in &conf.cofs {
-        let tag = s.tag();
+        let tag = cofs_tag(s);
         let sock = cofs_socket(&tag);
         let mut daemon = vec![
             "virtiofsd".to_string(),
             format!("--socket-path={sock}"),
-            format!("--shared-dir={}", s.path),
+            format!("--shared-dir={}", path_of(&s.path)),
             "--sandbox=chroot".to_string(),
         ];
         if s.read_only {

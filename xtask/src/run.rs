@@ -103,7 +103,8 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
     // (a path that does not is taken as one inside the host VM: /work, /images).
     let parsed = conf::parse(&text).with_context(|| format!("{}", conf_path.display()))?;
     for b in &parsed.block_devices {
-        let p = Path::new(&b.path);
+        let resolved = b.path.resolve();
+        let p = resolved.as_path();
         if p.is_file() {
             let name = format!(
                 "cobd{}-{}",
@@ -112,7 +113,7 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
             );
             eprintln!("run: copying {} onto the work disk", p.display());
             workdisk::sparse_copy(p, &work.join(&name))?;
-            text = text.replace(&b.path, &format!("/work/{name}"));
+            text = text.replace(&b.path.raw, &format!("/work/{name}"));
         }
     }
     let parsed = conf::parse(&text)?;
