@@ -197,6 +197,12 @@ pub fn judge(
         Some(s @ ("internal-error" | "guest-panicked")) => {
             return (format!("the host VM's QEMU stopped the VM: {s}"), true)
         }
+        Some("io-error") => {
+            return (
+                "the host VM's QEMU paused the VM on a disk write error (io-error): is the outer disk full?".into(),
+                false,
+            )
+        }
         Some("paused") => {
             return (
                 "the host VM was paused from outside (QMP stop), not by a fault".into(),
@@ -441,6 +447,10 @@ mod tests {
         let (why, fault) = judge(Some("running"), &both, &m, Beats::Stopped);
         assert!(fault, "{why}");
         assert!(why.contains("nested virtualisation"), "{why}");
+        // a VM QEMU paused on a failed disk write is the outer disk's doing
+        let (why, fault) = judge(Some("io-error"), &both, &m, Beats::Stopped);
+        assert!(!fault, "{why}");
+        assert!(why.contains("disk"), "{why}");
         // the same picture while the host VM's user space still beats: not a fault
         assert!(!judge(Some("running"), &both, &m, Beats::Alive).1);
         // one CPU idles: the host VM could run its user space, so no excuse

@@ -102,3 +102,51 @@ pub fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
     }
     Ok(())
 }
+
+/// MiB free (for an unprivileged writer) on the file system holding `path`,
+/// from `df`; `None` when df cannot tell. The harness says it where a full
+/// disk would otherwise show only as odd failures (a host VM paused on
+/// `io-error`, work directories that cannot be made).
+pub fn free_mib(path: &Path) -> Option<u64> {
+    // df needs a path that exists: the nearest existing ancestor's disk.
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1M"])
+        .arg(existing)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_df_avail(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The number under df's `Avail` heading.
+fn parse_df_avail(text: &str) -> Option<u64> {
+    text.lines()
+        .nth(1)?
+        .trim()
+        .trim_end_matches('M')
+        .parse()
+        .ok()
+}
+
+/// Below this much free space a failure is said to have a likely cause: a
+/// scenario's work disk and the files read back from it take up to ~3 GiB.
+pub const LOW_DISK_MIB: u64 = 3 * 1024;
+
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+
+    #[test]
+    fn df_output_is_read_and_the_target_disk_has_a_figure() {
+        assert_eq!(parse_df_avail("Avail\n  51234\n"), Some(51234));
+        assert_eq!(parse_df_avail("Avail\n"), None);
+        assert_eq!(parse_df_avail("Avail\n  x\n"), None);
+        let here = free_mib(Path::new("/")).expect("df answers for /");
+        assert!(here > 0);
+        let below = free_mib(Path::new("/no/such/dir/yet")).expect("df answers for its ancestor");
+        assert!(below > 0);
+    }
+}

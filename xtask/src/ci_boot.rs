@@ -29,6 +29,15 @@ pub fn prepare() -> Result<(Images, AccelChoice)> {
         "host VM accelerator: {:?} ({})",
         choice.accel, choice.reason
     );
+    let dir = paths::ci_boot_dir();
+    match colinux_harness::util::free_mib(&dir) {
+        Some(mib) if mib < colinux_harness::util::LOW_DISK_MIB => eprintln!(
+            "ci-boot: WARNING: only {mib} MiB free on the disk holding {}; a scenario's work disk takes up to ~3 GiB",
+            dir.display()
+        ),
+        Some(mib) => eprintln!("ci-boot: {mib} MiB free on the disk holding {}", dir.display()),
+        None => {}
+    }
     Ok((imgs, choice))
 }
 

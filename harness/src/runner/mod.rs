@@ -197,6 +197,20 @@ fn run_once(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
         };
     }
     out.seconds = t0.elapsed().as_secs_f64();
+    let free = crate::util::free_mib(&paths::ci_boot_dir());
+    if out.result == Verdict::Fail {
+        if let Some(mib) = free.filter(|m| *m < crate::util::LOW_DISK_MIB) {
+            out.reasons.push(format!(
+                "the disk holding {} has only {mib} MiB free: a full disk makes QEMU pause the host VM (io-error) and work files fail to be written",
+                paths::ci_boot_dir().display()
+            ));
+        }
+    }
+    let _ = writeln!(
+        notes,
+        "disk: {} MiB free after the run",
+        free.map_or("?".to_string(), |m| m.to_string())
+    );
     let mut summary = format!(
         "scenario {} monitor {}: {:?} in {:.1}s\n",
         s.name,
@@ -212,6 +226,7 @@ fn run_once(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
     let _ = std::fs::write(&out.log, summary);
     out
 }
+
 fn run_inner(
     s: &Scenario,
     monitor: Monitor,

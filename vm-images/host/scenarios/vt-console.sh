@@ -158,7 +158,7 @@ check)
     if wait_gone "$pid" 30 && grep -q "guest powered off" "$LOG"; then
         check poweroff-detached PASS "poweroff typed on tty1: the daemon ended $(since "$t") s later; its log: $(grep "guest powered off" "$LOG")"
     elif ! kill -0 "$pid" 2>/dev/null; then
-        check poweroff-detached FAIL "the daemon ended without 'guest powered off': $(tail -n 3 "$LOG" | tr '\n' '|')"
+        check poweroff-detached FAIL "the daemon ended without 'guest powered off': $(grep -a 'the guest stopped' "$LOG" | head -n 1) $(tail -n 3 "$LOG" | tr '\n' '|')"
     else
         check poweroff-detached FAIL "the daemon still runs $(since "$t") s after poweroff was typed: $(tail -n 3 "$OUT/serial-1.txt" | tr '\n' '|')"
         kill -TERM "$pid"
@@ -177,6 +177,9 @@ check)
         check daemon-files-removed FAIL "alive: $(kill -0 "$pid" 2>/dev/null && echo yes || echo no); left: $left $(ls $PIDFILE 2>/dev/null)"
     fi
     echo "vt-console: run 1's daemon log $LOG:"
+    # Why it stopped first (a nested-setup triple fault is told apart by the
+    # harness from this line), then the end of the log.
+    grep -a -E 'the guest stopped|colinux-daemon:' "$LOG" | head -n 5 | sed 's/^/daemon| /'
     sed 's/^/daemon| /' "$LOG" | tail -n 20
 
     # --- run 2: cocon=100x30, in the foreground (a child: its exit status) ---
@@ -228,6 +231,7 @@ check)
         fi
     fi
     echo "vt-console: run 2's output $OUT/daemon-2.log:"
+    grep -a -E 'the guest stopped|colinux-daemon:' "$OUT/daemon-2.log" | head -n 5 | sed 's/^/daemon2| /'
     grep -v '^\[' "$OUT/daemon-2.log" | sed 's/^/daemon2| /' | tail -n 20
     ;;
 esac
