@@ -47,6 +47,12 @@ pub enum GuestError {
     Device(String),
 }
 
+impl From<colinux_virtq_driver::RingError> for GuestError {
+    fn from(e: colinux_virtq_driver::RingError) -> Self {
+        GuestError::Device(e.to_string())
+    }
+}
+
 /// Result of a guest operation.
 pub type GuestResult<T> = Result<T, GuestError>;
 

@@ -313,18 +313,21 @@ fn named_hostile_chains(#[case] chain: Vec<(u64, u32, u16, u16)>, #[case] expect
     // Indirect tables: at TABLE a nested indirect descriptor; at TABLE+0x100 a
     // well-formed read (header, data, status).
     let q = &d.queues[0];
-    let table = DriverQueue {
+    let table = RawRing {
         desc: TABLE,
-        ..q.clone()
+        ..q.ring
     };
-    table.write_desc(&m.mem, 0, TABLE + 0x100, 48, F_INDIRECT, 0);
-    let good = DriverQueue {
+    table
+        .write_desc(&m.mem, 0, TABLE + 0x100, 48, F_INDIRECT, 0)
+        .unwrap();
+    let good = RawRing {
         desc: TABLE + 0x100,
-        ..q.clone()
+        ..q.ring
     };
-    good.write_desc(&m.mem, 0, HDR, 16, F_NEXT, 1);
-    good.write_desc(&m.mem, 1, DATA, 512, F_WRITE | F_NEXT, 2);
-    good.write_desc(&m.mem, 2, STATUS, 1, F_WRITE, 0);
+    good.write_desc(&m.mem, 0, HDR, 16, F_NEXT, 1).unwrap();
+    good.write_desc(&m.mem, 1, DATA, 512, F_WRITE | F_NEXT, 2)
+        .unwrap();
+    good.write_desc(&m.mem, 2, STATUS, 1, F_WRITE, 0).unwrap();
     for (i, &(a, l, f, n)) in chain.iter().enumerate() {
         d.queues[0].write_desc(&m.mem, i as u16, a, l, f, n);
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use colinux_devices::bus::BusDevice;
 use colinux_devices::interrupt::InterruptSink;
 use colinux_devices::pci::{MmioWindow, PciConfigIo, PciDevice, PciMmio, PciRoot};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 /// RAM: two regions with a hole between them, so chains can straddle it.
 pub const RAM_LOW: (u64, usize) = (0, 0x8_0000);
@@ -142,8 +142,7 @@ pub const FEATURES_OK: u8 = 8;
 pub const VERSION_1: u64 = 1 << 32;
 pub const EVENT_IDX: u64 = 1 << 29;
 
-pub const DESC_F_NEXT: u16 = 1;
-pub const DESC_F_WRITE: u16 = 2;
+pub use colinux_virtq_driver::{GuestAlloc, RawRing, DESC_NEXT, DESC_WRITE};
 
 /// Where the virtio structures are, as found by walking the capability list.
 #[derive(Debug, Default, Clone, Copy)]
@@ -160,38 +159,48 @@ pub struct Layout {
     pub pci_cfg_cap: u8,
 }
 
-/// A guest-side split ring.
+/// A guest-side split ring with the simplest bookkeeping: chains take
+/// consecutive descriptor indexes and nothing is freed, so a test knows every
+/// head in advance and may write anything raw (the ring format itself is
+/// `colinux-virtq-driver`'s, shared with the scripted guest's drivers).
 #[derive(Debug, Clone)]
 pub struct DriverQueue {
     pub index: u16,
-    pub size: u16,
-    pub desc: u64,
-    pub avail: u64,
-    pub used: u64,
+    pub ring: RawRing,
     pub next_desc: u16,
     pub avail_idx: u16,
     pub last_used: u16,
+}
+
+/// `q.desc`, `q.avail`, `q.size`...: the ring's places, read through.
+impl std::ops::Deref for DriverQueue {
+    type Target = RawRing;
+    fn deref(&self) -> &RawRing {
+        &self.ring
+    }
 }
 
 impl DriverQueue {
     /// Writes a chain of `(addr, len, writable)` buffers at consecutive
     /// descriptor indexes and publishes it; returns the head.
     pub fn add_chain(&mut self, mem: &GuestMemoryMmap, bufs: &[(u64, u32, bool)]) -> u16 {
+        let size = self.ring.size;
         let head = self.next_desc;
         for (i, &(addr, len, write)) in bufs.iter().enumerate() {
-            let idx = (head + i as u16) % self.size;
-            let next = (idx + 1) % self.size;
-            let mut flags = if write { DESC_F_WRITE } else { 0 };
+            let idx = (head + i as u16) % size;
+            let next = (idx + 1) % size;
+            let mut flags = if write { DESC_WRITE } else { 0 };
             if i + 1 < bufs.len() {
-                flags |= DESC_F_NEXT;
+                flags |= DESC_NEXT;
             }
             self.write_desc(mem, idx, addr, len, flags, next);
         }
-        self.next_desc = (head + bufs.len() as u16) % self.size;
+        self.next_desc = (head + bufs.len() as u16) % size;
         self.publish(mem, head);
         head
     }
 
+    /// Writes descriptor `idx` with any values.
     pub fn write_desc(
         &self,
         mem: &GuestMemoryMmap,
@@ -201,40 +210,33 @@ impl DriverQueue {
         flags: u16,
         next: u16,
     ) {
-        let d = self.desc + 16 * u64::from(idx);
-        mem.write_obj(addr, GuestAddress(d)).unwrap();
-        mem.write_obj(len, GuestAddress(d + 8)).unwrap();
-        mem.write_obj(flags, GuestAddress(d + 12)).unwrap();
-        mem.write_obj(next, GuestAddress(d + 14)).unwrap();
+        self.ring
+            .write_desc(mem, idx, addr, len, flags, next)
+            .unwrap();
     }
 
     /// Puts `head` in the avail ring and bumps `avail.idx`.
     pub fn publish(&mut self, mem: &GuestMemoryMmap, head: u16) {
-        let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
-        mem.write_obj(head, GuestAddress(slot)).unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        mem.write_obj(self.avail_idx, GuestAddress(self.avail + 2))
+        self.ring
+            .set_avail_entry(mem, self.avail_idx, head)
             .unwrap();
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.ring.set_avail_idx(mem, self.avail_idx).unwrap();
     }
 
     /// Sets `used_event` (meaningful with EVENT_IDX).
     pub fn set_used_event(&self, mem: &GuestMemoryMmap, v: u16) {
-        mem.write_obj(v, GuestAddress(self.avail + 4 + 2 * u64::from(self.size)))
-            .unwrap();
+        self.ring.set_used_event(mem, v).unwrap();
     }
 
     /// Next used element `(id, len)`, if any.
     pub fn pop_used(&mut self, mem: &GuestMemoryMmap) -> Option<(u32, u32)> {
-        let idx: u16 = mem.read_obj(GuestAddress(self.used + 2)).unwrap();
-        if idx == self.last_used {
+        if self.ring.used_idx(mem).unwrap() == self.last_used {
             return None;
         }
-        let e = self.used + 4 + 8 * u64::from(self.last_used % self.size);
+        let e = self.ring.used_elem(mem, self.last_used).unwrap();
         self.last_used = self.last_used.wrapping_add(1);
-        Some((
-            mem.read_obj(GuestAddress(e)).unwrap(),
-            mem.read_obj(GuestAddress(e + 4)).unwrap(),
-        ))
+        Some(e)
     }
 }
 
@@ -375,6 +377,8 @@ impl VirtioDriver {
         }
         let nq = self.common_read(m, 18, 2) as u16;
         self.queues.clear();
+        // Rings below the buffers (which start at 0x4_0000).
+        let mut rings = GuestAlloc::new(0x1000, 0x4_0000);
         for i in 0..nq {
             self.common_write(m, 22, 2, u64::from(i));
             let max = self.common_read(m, 24, 2) as u16;
@@ -389,26 +393,20 @@ impl VirtioDriver {
                 self.common_write(m, 26, 2, u64::from(i) + 1);
                 assert_eq!(self.common_read(m, 26, 2), u64::from(i) + 1);
             }
-            let base = 0x1000 + u64::from(i) * 0x2000;
+            let ring = RawRing::lay_out(&m.mem, &mut rings, size).unwrap();
             let q = DriverQueue {
                 index: i,
-                size,
-                desc: base,
-                avail: base + 0x1000,
-                used: base + 0x1400,
+                ring,
                 next_desc: 0,
                 avail_idx: 0,
                 last_used: 0,
             };
-            // Zero the rings, then program addresses as two 32-bit halves.
-            m.mem
-                .write_slice(&[0u8; 0x2000], GuestAddress(base))
-                .unwrap();
-            for (off, addr) in [(32u64, q.desc), (40, q.avail), (48, q.used)] {
+            // Program the addresses as two 32-bit halves.
+            for (off, addr) in [(32u64, ring.desc), (40, ring.avail), (48, ring.used)] {
                 self.common_write(m, off, 4, addr & 0xffff_ffff);
                 self.common_write(m, off + 4, 4, addr >> 32);
             }
-            assert_eq!(self.common_read(m, 32, 8), q.desc);
+            assert_eq!(self.common_read(m, 32, 8), ring.desc);
             self.common_write(m, 28, 2, 1);
             assert_eq!(self.common_read(m, 28, 2), 1);
             self.queues.push(q);

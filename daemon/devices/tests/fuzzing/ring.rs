@@ -1,7 +1,7 @@
 //! Guest-side checks of what a device returned in a used ring, from a
 //! snapshot of the driver's rings taken when it rang the doorbell.
 
-use crate::common::{DriverQueue, DESC_F_NEXT, DESC_F_WRITE};
+use crate::common::{DriverQueue, DESC_NEXT, DESC_WRITE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{overlaps, HIGH, LOW, RINGS_END};
@@ -59,7 +59,7 @@ fn indirect_writable(mem: &GuestMemoryMmap, addr: u64, n: u64, out: &mut Vec<(u6
         out.extend(
             buf.chunks_exact(16)
                 .filter_map(parse_desc)
-                .filter(|e| e.flags & DESC_F_WRITE != 0)
+                .filter(|e| e.flags & DESC_WRITE != 0)
                 .map(|e| (e.addr, u64::from(e.len))),
         );
     }
@@ -97,7 +97,7 @@ pub fn offer(mem: &GuestMemoryMmap, q: &DriverQueue) -> Offer {
                 continue;
             }
             indirect_writable(mem, d.addr, n, &mut writable);
-        } else if d.flags & DESC_F_WRITE != 0 {
+        } else if d.flags & DESC_WRITE != 0 {
             writable.push((d.addr, u64::from(d.len)));
         }
     }
@@ -128,10 +128,10 @@ pub fn writable_bound(mem: &GuestMemoryMmap, q: &DriverQueue, head: u16) -> u64 
             i = 0;
             continue;
         }
-        if d.flags & DESC_F_WRITE != 0 {
+        if d.flags & DESC_WRITE != 0 {
             total += u64::from(d.len);
         }
-        if d.flags & DESC_F_NEXT == 0 {
+        if d.flags & DESC_NEXT == 0 {
             break;
         }
         i = u64::from(d.next);
