@@ -304,7 +304,8 @@ fn submit_hostile(
                 Defect::NoStatus => flags &= !DESC_WRITE,
                 _ => {}
             }
-            q.write_desc(&mem, base + i as u16, addr, len, flags, next)?;
+            q.ring()
+                .write_desc(&mem, base + i as u16, addr, len, flags, next)?;
         }
         q.push_avail(&mem, base)?;
     }
@@ -396,7 +397,7 @@ fn head_out_of_range_and_indirect_garbage_do_not_wedge_the_device() {
         let table = heap.alloc(4096, 4096)?;
         mem.write_slice(&[0xff; 4096], GuestAddress(table))
             .map_err(|_| GuestError::Device("table".into()))?;
-        d.queue.write_desc(&mem, 0, table, 4096, 4, 0)?;
+        d.queue.ring().write_desc(&mem, 0, table, 4096, 4, 0)?;
         d.queue.push_avail(&mem, 0)?;
         // A head index far past the queue size.
         d.queue.push_avail(&mem, 999)?;

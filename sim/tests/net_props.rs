@@ -249,7 +249,7 @@ proptest! {
                             (2, _) => (fl, 0),
                             _ => (fl | DESC_NEXT, base + i as u16 + 1),
                         };
-                        d.tx.write_desc(&mem, base + i as u16, a, l, flags, next)?;
+                        d.tx.ring().write_desc(&mem, base + i as u16, a, l, flags, next)?;
                     }
                     d.tx.push_avail(&mem, base)?;
                 }

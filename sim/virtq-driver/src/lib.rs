@@ -284,19 +284,6 @@ impl SplitQueue {
         self.chains.iter().filter(|c| c.is_some()).count()
     }
 
-    /// Writes descriptor `i` raw (any values: used by hostile-guest tests).
-    pub fn write_desc(
-        &self,
-        mem: &GuestMemoryMmap,
-        i: u16,
-        addr: u64,
-        len: u32,
-        flags: u16,
-        next: u16,
-    ) -> Result<(), RingError> {
-        self.ring().write_desc(mem, i, addr, len, flags, next)
-    }
-
     /// Puts `head` in the next available slot (not yet published).
     pub fn push_avail(&mut self, mem: &GuestMemoryMmap, head: u16) -> Result<(), RingError> {
         self.ring().set_avail_entry(mem, self.avail_idx, head)?;
@@ -317,7 +304,7 @@ impl SplitQueue {
             if k + 1 < ids.len() {
                 flags |= DESC_NEXT;
             }
-            self.write_desc(mem, id, addr, len, flags, next)?;
+            self.ring().write_desc(mem, id, addr, len, flags, next)?;
         }
         let head = ids[0];
         self.chains[usize::from(head)] = Some(ids);
@@ -371,7 +358,7 @@ impl SplitQueue {
     }
 
     /// Forgets a raw chain whose descriptors were written with
-    /// [`SplitQueue::write_desc`]: marks `ids` as in flight under `head`.
+    /// [`RawRing::write_desc`] (through [`SplitQueue::ring`]): marks `ids` as in flight under `head`.
     pub fn adopt_raw(&mut self, head: u16, ids: &[u16]) {
         self.free.retain(|f| !ids.contains(f));
         if let Some(slot) = self.chains.get_mut(usize::from(head)) {
