@@ -15,15 +15,45 @@ pub(crate) fn readable(fd: RawFd) -> bool {
     unsafe { libc::poll(&mut p, 1, 0) == 1 }
 }
 
-/// Whether two descriptors name the same open file (dup'd eventfds differ in
-/// number but share the inode).
+/// Whether two descriptors name the same open file description (a dup'd
+/// eventfd differs in number but is the same file). Asked of the kernel with
+/// `kcmp(KCMP_FILE)`: inode numbers cannot tell, since every eventfd shares
+/// the one anonymous inode. Where kcmp is not available (a kernel without
+/// it, or a sandbox refusing it) the answer falls back to the descriptor
+/// numbers being equal.
 pub(crate) fn same_file(a: RawFd, b: RawFd) -> bool {
-    let ino = |fd: RawFd| {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-        // SAFETY: fstat writes into `st`, a properly sized buffer we own.
-        let r = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
-        // SAFETY: fstat succeeded, so `st` is initialised.
-        (r == 0).then(|| unsafe { st.assume_init() }.st_ino)
-    };
-    ino(a).is_some() && ino(a) == ino(b)
+    const KCMP_FILE: libc::c_int = 0;
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    // SAFETY: kcmp only compares the two descriptors of this process; it
+    // reads no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_FILE, a, b) };
+    match r {
+        0 => true,
+        r if r > 0 => false,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use vmm_sys_util::eventfd::EventFd;
+
+    #[test]
+    fn distinct_eventfds_differ_and_a_dup_is_the_same() {
+        let a = EventFd::new(0).unwrap();
+        let b = EventFd::new(0).unwrap();
+        let c = a.try_clone().unwrap();
+        assert!(same_file(a.as_raw_fd(), a.as_raw_fd()));
+        assert!(
+            same_file(a.as_raw_fd(), c.as_raw_fd()),
+            "a dup is the same file"
+        );
+        assert!(
+            !same_file(a.as_raw_fd(), b.as_raw_fd()),
+            "two eventfds share an inode number but are different files"
+        );
+    }
 }

@@ -237,7 +237,11 @@ fn stuck_guest_fails_the_run_in_bounded_time() {
         other => panic!("expected a fatal event, got {other:?}"),
     }
     // The run failed on the step timeout, not when the guest came back.
-    assert!(t0.elapsed() < Duration::from_millis(2500), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[test]
