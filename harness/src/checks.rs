@@ -132,6 +132,10 @@ pub fn debugfs_dump(image: &Path, inside: &str, dest: &Path) -> Result<()> {
     let written = crate::workdisk::sparse_write(stdout, dest)
         .with_context(|| format!("writing {}", dest.display()));
     let out = child.wait_with_output().context("waiting for debugfs")?;
+    if written.is_err() {
+        // Nothing half-written stays behind.
+        let _ = std::fs::remove_file(dest);
+    }
     written?;
     // debugfs exits 0 even for a missing file; its complaint is the tell
     // (the first stderr line is only its version banner).

@@ -49,7 +49,11 @@ pub fn table(outcomes: &[Outcome], total_seconds: f64) -> String {
             o.log.display()
         );
         if let Some(why) = &o.retried_because {
-            let _ = writeln!(s, "{:<w$}    - attempt 2; attempt 1 hit {why}", "");
+            let _ = writeln!(
+                s,
+                "{:<w$}    - attempt {}; earlier attempts hit {why}",
+                "", o.attempts
+            );
         }
         for reason in o.reasons.iter().take(6) {
             let _ = writeln!(s, "{:<w$}    - {reason}", "");

@@ -67,6 +67,11 @@ pub struct Scenario {
     /// Checks done by the harness on the work files after the run.
     #[serde(default)]
     pub post: Vec<PostCheck>,
+    /// Run with no other scenario beside it: its host VM gets the whole
+    /// machine. For a guest whose own timeouts (systemd's 90 s device wait)
+    /// run out when two TCG host VMs share two cores.
+    #[serde(default)]
+    pub alone: bool,
 }
 
 fn both_monitors() -> Vec<String> {
@@ -260,6 +265,8 @@ mod tests {
         assert!(own.is_for("colinux") && !own.is_for("qemu"));
         let e = load(&write("bad", "monitors = [\"kvmtool\"]\n")).unwrap_err();
         assert!(format!("{e:#}").contains("\"kvmtool\""), "{e:#}");
+        assert!(!both.alone, "a scenario shares the machine unless it says");
+        assert!(load(&write("solo", "alone = true\n")).unwrap().alone);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -84,25 +84,53 @@ pub fn for_monitor(all: &[scenario::Scenario], monitor: Monitor) -> Vec<scenario
     run
 }
 
-/// Runs `scenarios` under `monitor`, `jobs` at a time (each in its own host
-/// VM), printing a line as each starts and ends; outcomes in scenario order.
+/// Runs `scenarios` under `monitor`, printing a line as each starts and
+/// ends; outcomes in scenario order. The scenarios marked `alone` run first,
+/// one at a time with nothing beside them; the others then run `jobs` at a
+/// time (each in its own host VM).
 pub fn run_all(
     scenarios: &[scenario::Scenario],
     monitor: Monitor,
     ctx: &RunContext,
     jobs: usize,
 ) -> Vec<Outcome> {
-    let jobs = jobs.max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<Outcome>>> = scenarios
         .iter()
         .map(|_| std::sync::Mutex::new(None))
         .collect();
+    let (alone, shared): (Vec<usize>, Vec<usize>) =
+        (0..scenarios.len()).partition(|&i| scenarios[i].alone);
+    for &i in &alone {
+        eprintln!(
+            "ci-boot: {} runs alone (its guest's own timeouts need the whole machine)",
+            scenarios[i].name
+        );
+    }
+    run_batch(scenarios, &alone, monitor, ctx, 1, &slots);
+    run_batch(scenarios, &shared, monitor, ctx, jobs, &slots);
+    slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
+}
+
+/// Runs the scenarios at `indices`, `jobs` at a time, each outcome into its
+/// slot.
+fn run_batch(
+    scenarios: &[scenario::Scenario],
+    indices: &[usize],
+    monitor: Monitor,
+    ctx: &RunContext,
+    jobs: usize,
+    slots: &[std::sync::Mutex<Option<Outcome>>],
+) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|sc| {
-        for _ in 0..jobs.min(scenarios.len()) {
+        for _ in 0..jobs.max(1).min(indices.len()) {
             sc.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some(s) = scenarios.get(i) else { break };
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(&i) = indices.get(k) else { break };
+                let s = &scenarios[i];
                 eprintln!("ci-boot: {} ({}) ...", s.name, monitor.name());
                 let o = runner::run_scenario(s, monitor, ctx);
                 eprintln!(
@@ -118,10 +146,6 @@ pub fn run_all(
             });
         }
     });
-    slots
-        .into_iter()
-        .filter_map(|m| m.into_inner().ok().flatten())
-        .collect()
 }
 
 /// Run scenarios, print the table, write JSON; exit code 1 on any failure.

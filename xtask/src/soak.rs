@@ -96,11 +96,12 @@ fn keep_logs(o: &Outcome, run_dir: &Path) {
         .join(scenario_dir.file_name().unwrap_or_default())
         .join(o.monitor.name());
     let _ = std::fs::create_dir_all(&dest);
-    let attempt1 = dir.with_extension("attempt1");
-    for (from, to) in [
-        (dir.to_path_buf(), dest.join("final")),
-        (attempt1, dest.join("attempt1")),
-    ] {
+    let mut copies = vec![(dir.to_path_buf(), dest.join("final"))];
+    for n in 1..o.attempts {
+        let name = format!("attempt{n}");
+        copies.push((dir.with_extension(&name), dest.join(name)));
+    }
+    for (from, to) in copies {
         if from.exists() {
             let _ = std::process::Command::new("cp")
                 .arg("-a")
