@@ -37,7 +37,7 @@ fn run_until_poweroff(hv: &SimHypervisor, spec: &MachineSpec, timeout: Duration)
     let mut m = Machine::build_on(hv, spec, tx, ConsoleOut::default()).unwrap();
     vcpu::install_kick_handler().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let handles = m.start(stop.clone()).unwrap();
+    let handles = m.start(stop.clone(), false).unwrap();
     let ev = rx.recv_timeout(timeout);
     machine::stop_vcpus(&stop, handles);
     let vm = hv.vm(0).unwrap();
@@ -178,7 +178,7 @@ fn daemon_machine_slirp_answers_arp() {
     vcpu::install_kick_handler().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let poller = spawn_backend_poller(m.pci.clone(), stop.clone());
-    let handles = m.start(stop.clone()).unwrap();
+    let handles = m.start(stop.clone(), false).unwrap();
     let ev = rx.recv_timeout(Duration::from_secs(20));
     machine::stop_vcpus(&stop, handles);
     poller.join().unwrap();

@@ -29,7 +29,7 @@ colinux_bridge_tap() {
 # inner_monitor MONITOR CONF QEMU_ARGS [COMMAND...]: runs COMMAND followed by
 # the inner monitor's command line (no COMMAND: the monitor itself), and
 # returns its status. MONITOR qemu: the arguments in the file QEMU_ARGS, one a
-# line; otherwise colinux-daemon --on-reboot=exit @CONF. COMMAND may be a
+# line; otherwise colinux-daemon --on-reboot=exit $COLINUX_FLAGS @CONF. COMMAND may be a
 # wrapper (timeout ...), printf '%s\n' (the command line, one argument a line)
 # or exec (in a background job: $! is then the monitor process itself).
 inner_monitor() {
@@ -37,7 +37,8 @@ inner_monitor() {
     if [ "$_im" = qemu ]; then
         while IFS= read -r _iarg; do set -- "$@" "$_iarg"; done < "$_iargs"
     else
-        set -- "$@" colinux-daemon --on-reboot=exit "@$_iconf"
+        # shellcheck disable=SC2086 # COLINUX_FLAGS: words for the daemon (bench-boot's --exit-stats)
+        set -- "$@" colinux-daemon --on-reboot=exit ${COLINUX_FLAGS:-} "@$_iconf"
     fi
     "$@"
 }
@@ -80,21 +81,55 @@ host_tap() {
     ip link set ctap0 up
 }
 
-# monitor_mem: "rss_kb=N hwm_kb=N" of the running inner monitor (the first
-# process named colinux-daemon or qemu-system-x86), or nothing. What the
-# monitor costs the host in memory, guest RAM it touched included.
+# monitor_mem: "rss_kb=N hwm_kb=N own_kb=N" of the running inner monitor
+# (the first process named colinux-daemon or qemu-system-x86), or nothing.
+# rss/hwm: what the monitor costs the host in memory, guest RAM it touched
+# included. own: the Rss of every mapping but the largest one (guest RAM) in
+# /proc/PID/smaps: what the monitor itself costs. With SAVE, a copy of the
+# smaps goes there too (which mappings the own memory is).
 monitor_mem() {
+    pid=""
     for st in /proc/[0-9]*/status; do
-        name=$(sed -n 's/^Name:[[:space:]]*//p' "$st" 2>/dev/null)
+        read -r _ name < "$st" 2>/dev/null || continue
         case "$name" in
-        colinux-daemon|qemu-system-x86)
-            rss=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "$st")
-            hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "$st")
-            # An exiting process has no VmRSS any more: say nothing.
-            [ -n "$rss" ] && echo "rss_kb=$rss hwm_kb=$hwm"
-            return 0 ;;
+        colinux-daemon|qemu-system-x86) pid=${st#/proc/}; pid=${pid%/status}; break ;;
         esac
     done
+    [ -n "$pid" ] || return 0
+    # One read of smaps, first: the guest may end a moment later.
+    smaps=${1:-/tmp/monitor-mem.smaps}
+    cat "/proc/$pid/smaps" > "$smaps" 2>/dev/null
+    own=$(own_kb "$smaps")
+    [ -n "$1" ] || rm -f "$smaps"
+    # An exiting process has no VmRSS any more: say nothing.
+    awk -v own="$own" '/^VmRSS:/ { rss = $2 } /^VmHWM:/ { hwm = $2 }
+        END { if (rss != "") print "rss_kb=" rss " hwm_kb=" hwm (own != "" ? " own_kb=" own : "") }' \
+        "/proc/$pid/status" 2>/dev/null
+}
+
+# kvm_counts: KVM's in-kernel counters for the VMs alive now (the benchmarks
+# run one at a time), summed over their vCPUs, as "kvm_NAME=N" words: every
+# exit (exits), and by kind the ones KVM answers without the monitor
+# (halt, interrupt, interrupt window, instruction emulation, page faults) or
+# hands to it (io, mmio). Nothing without debugfs.
+kvm_counts() {
+    d=/sys/kernel/debug/kvm
+    [ -r "$d/exits" ] || return 0
+    # One process reads them all: the VM may be gone a moment later.
+    (cd "$d" && awk '{ printf "%skvm_%s=%s", sep, FILENAME, $1; sep = " " } END { print "" }' \
+        exits io_exits mmio_exits halt_exits irq_exits irq_window_exits \
+        insn_emulation pf_taken irq_injections hypercalls 2>/dev/null)
+}
+
+# own_kb SMAPS: the sum of Rss over the mappings in SMAPS less the Rss of
+# the largest mapping (by Size), in kB; nothing if SMAPS cannot be read.
+own_kb() {
+    awk '
+        function done() { tot += rss; if (size > big) { big = size; bigrss = rss } }
+        /^[0-9a-f]+-[0-9a-f]+ / { if (n++) done(); size = 0; rss = 0; next }
+        /^Size:/ { size = $2 }
+        /^Rss:/ { rss = $2 }
+        END { if (n) { done(); print tot - bigrss } }' "$1" 2>/dev/null
 }
 
 # confarg KEY: the value of KEY=value on the conf's kernel line ("" if absent).
@@ -131,17 +166,26 @@ bench_rounds() {
     done
 }
 
-# bench_guest_run MONITOR ROUND: one boot of a benchmark whose guest measures
-# (the script's run_monitor MONITOR LOG starts the monitor); its COLINUX-BENCH
-# lines are echoed with monitor= and round=, and MONITOR-ROUND asserts that
-# the guest said bench-ran PASS.
+# bench_guest_run MONITOR ROUND WHAT: one boot of benchmark WHAT whose guest
+# measures (the script's run_monitor MONITOR LOG starts the monitor); its
+# COLINUX-BENCH lines are echoed with monitor= and round=, then the monitor's
+# memory when the guest said COLINUX-BENCH-SAMPLE ("after=WHAT" and
+# monitor_mem's fields), and MONITOR-ROUND asserts that the guest said
+# bench-ran PASS.
 bench_guest_run() {
     log="$OUT/bench-$1-$2.log"
+    : > "$log"; rm -f "$log.mem"
+    # The guest says COLINUX-BENCH-SAMPLE when its measurements are done and
+    # waits a moment: the monitor's memory then is what the work left behind.
+    ( wait_file "$log" "COLINUX-BENCH-SAMPLE" "${BOOT_TIMEOUT:-300}" && monitor_mem "$log.smaps" > "$log.mem" ) &
+    sampler=$!
     echo "COLINUX-HOST BOOT $2 START $(cut -d' ' -f1 /proc/uptime) $1"
     run_monitor "$1" "$log"
     rc=$?
+    kill "$sampler" 2>/dev/null
     echo "COLINUX-HOST BOOT $2 EXIT $rc $(cut -d' ' -f1 /proc/uptime)"
     tr -d '\r' < "$log" | grep '^COLINUX-BENCH ' | sed "s/^COLINUX-BENCH /COLINUX-BENCH monitor=$1 round=$2 /"
+    [ -s "$log.mem" ] && echo "COLINUX-BENCH monitor=$1 round=$2 after=$3 $(cat "$log.mem")"
     if tr -d '\r' < "$log" | grep -q "COLINUX-CHECK [^ ]* bench-ran PASS"; then
         check "$1-$2" PASS "exit $rc, log $log"
     else

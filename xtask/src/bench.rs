@@ -1,4 +1,4 @@
-//! `cargo xtask bench boot|cobd|cofs|net`: the same workload under qemu and colinux
+//! `cargo xtask bench boot|cobd|cofs|net|all`: the same workload under qemu and colinux
 //! in the same host VM (one host VM per round), with ratios; see bench_host.rs.
 
 use anyhow::Result;
@@ -27,6 +27,14 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2)]
         rounds: u32,
     },
+    /// Every benchmark, then one report of all figures with colinux/qemu
+    /// ratios against the goals: Markdown, target/bench/report.json and a
+    /// chart, target/bench/report.svg.
+    All {
+        /// Rounds of each benchmark (one host VM per round, both monitors in it).
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+    },
     /// TCP throughput both ways over TAP and slirp (busybox nc), see bench_host.rs.
     Net {
         /// Rounds (one boot per monitor each).
@@ -43,5 +51,6 @@ pub fn bench(what: BenchCmd) -> Result<i32> {
         BenchCmd::Cobd { rounds } => run(HostBench::Cobd, rounds),
         BenchCmd::Cofs { rounds } => run(HostBench::Cofs, rounds),
         BenchCmd::Net { rounds } => run(HostBench::Net, rounds),
+        BenchCmd::All { rounds } => crate::bench_host::all(rounds),
     }
 }

@@ -26,7 +26,16 @@ pub enum HostBench {
 }
 
 impl HostBench {
-    fn name(self) -> &'static str {
+    /// Every benchmark, in the order `bench all` runs them.
+    pub const ALL: [HostBench; 4] = [
+        HostBench::Boot,
+        HostBench::Cobd,
+        HostBench::Cofs,
+        HostBench::Net,
+    ];
+
+    /// The benchmark's name (`bench-NAME.toml`, `bench NAME`).
+    pub fn name(self) -> &'static str {
         match self {
             HostBench::Boot => "boot",
             HostBench::Cobd => "cobd",
@@ -72,15 +81,38 @@ pub fn parse_line(line: &str) -> Option<BenchLine> {
 /// The measured values of one line, each for a table row: (row label, unit, value).
 fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
     let num = |k: &str| l.fields.get(k).and_then(|v| v.parse::<f64>().ok());
+    if let Some(after) = l.fields.get("after") {
+        // The monitor's memory once the benchmark's work is done.
+        return num("own_kb")
+            .map(|k| {
+                (
+                    format!("monitor own memory after {after}"),
+                    "MiB",
+                    k / 1024.0,
+                )
+            })
+            .into_iter()
+            .collect();
+    }
     match what {
         HostBench::Boot => [
             ("boot-to-init", "s", num("boot_s")),
             ("boot-to-login (system image)", "s", num("login_s")),
             ("RSS at init", "MiB", num("rss_kb").map(|k| k / 1024.0)),
+            (
+                "monitor own memory at init",
+                "MiB",
+                num("own_kb").map(|k| k / 1024.0),
+            ),
             ("peak RSS at init", "MiB", num("hwm_kb").map(|k| k / 1024.0)),
         ]
         .into_iter()
         .filter_map(|(row, unit, v)| Some((row.to_string(), unit, v?)))
+        // KVM's in-kernel counters at init (kvm_counts in host-lib.sh).
+        .chain(l.fields.iter().filter_map(|(k, v)| {
+            let name = k.strip_prefix("kvm_")?;
+            Some((format!("KVM {name} to init"), "count", v.parse().ok()?))
+        }))
         .collect(),
         HostBench::Cobd => {
             let Some(mode) = l.fields.get("mode") else {
@@ -121,7 +153,7 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
 }
 
 /// Per row: unit and the samples of each monitor.
-type Rows = BTreeMap<String, (&'static str, BTreeMap<String, Vec<f64>>)>;
+pub type Rows = BTreeMap<String, (&'static str, BTreeMap<String, Vec<f64>>)>;
 
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
@@ -205,24 +237,29 @@ pub fn json(rows: &Rows, unsupported: &BTreeMap<String, String>) -> serde_json::
     serde_json::json!({ "rows": rows, "unsupported": unsupported })
 }
 
-/// Run `bench boot|cobd|cofs|net` with `rounds` boots per monitor; prints the table.
+/// What one benchmark measured over its rounds.
+pub struct Measured {
+    /// The table rows (samples per monitor).
+    pub rows: Rows,
+    /// Monitors that could not run it, and why.
+    pub unsupported: BTreeMap<String, String>,
+    /// Rounds that did not pass, with their reasons.
+    pub failures: Vec<String>,
+    /// Each round's summary log.
+    pub logs: Vec<String>,
+}
+
+/// Runs `what` for `rounds` rounds and collects its figures.
 ///
 /// Each round is its own host VM running qemu then colinux, so the two
 /// monitors of a round share a host VM, and a host VM that breaks down (see
 /// colinux_harness::infra) costs one round, not the whole benchmark.
-pub fn run(what: HostBench, rounds: u32) -> Result<i32> {
-    let (imgs, choice) = crate::ci_boot::prepare()?;
+pub fn measure(what: HostBench, rounds: u32, ctx: &RunContext) -> Result<Measured> {
     let path = paths::workspace_root()
         .join("harness/benches")
         .join(format!("bench-{}.toml", what.name()));
     let base = scenario::load(&path)?;
     let rounds = rounds.max(1);
-    let ctx = RunContext {
-        images: &imgs,
-        accel: choice.accel,
-        capabilities: crate::ci_boot::capabilities(&imgs),
-        verbose: std::env::var_os("BENCH_VERBOSE").is_some(),
-    };
     eprintln!(
         "bench {}: {rounds} round(s), each a host VM running qemu then colinux ...",
         what.name()
@@ -248,7 +285,7 @@ pub fn run(what: HostBench, rounds: u32) -> Result<i32> {
         );
         s.timeout_secs = s.timeout_secs / 2 + 300;
         // The host VM runs both monitors; the runner's monitor only names the log dir.
-        let o = runner::run_scenario(&s, Monitor::Qemu, &ctx);
+        let o = runner::run_scenario(&s, Monitor::Qemu, ctx);
         let dir = o.log.parent().context("log without a directory")?;
         let console = std::fs::read_to_string(dir.join("host-console.log")).unwrap_or_default();
         lines.extend(console.lines().filter_map(parse_line).map(|mut l| {
@@ -263,7 +300,8 @@ pub fn run(what: HostBench, rounds: u32) -> Result<i32> {
         );
         if o.result != Verdict::Pass {
             failures.push(format!(
-                "round {r} {:?}: {}",
+                "{} round {r} {:?}: {}",
+                what.name(),
                 o.result,
                 o.reasons.join("; ")
             ));
@@ -271,22 +309,95 @@ pub fn run(what: HostBench, rounds: u32) -> Result<i32> {
         logs.push(o.log.display().to_string());
     }
     let (rows, unsupported) = collect(what, &lines);
+    Ok(Measured {
+        rows,
+        unsupported,
+        failures,
+        logs,
+    })
+}
+
+/// The run context of the benchmarks: images built, accelerator chosen.
+fn context(
+    imgs: &colinux_harness::images::Images,
+    accel: colinux_harness::qemu::Accel,
+) -> RunContext<'_> {
+    RunContext {
+        images: imgs,
+        accel,
+        capabilities: crate::ci_boot::capabilities(imgs),
+        verbose: std::env::var_os("BENCH_VERBOSE").is_some(),
+    }
+}
+
+/// Run `bench boot|cobd|cofs|net` with `rounds` boots per monitor; prints the table.
+pub fn run(what: HostBench, rounds: u32) -> Result<i32> {
+    let (imgs, choice) = crate::ci_boot::prepare()?;
+    let ctx = context(&imgs, choice.accel);
+    let m = measure(what, rounds, &ctx)?;
     println!(
-        "bench {}: {rounds} round(s) per monitor, each round one host VM (means; figures are indicative on a loaded machine)",
-        what.name()
+        "bench {}: {} round(s) per monitor, each round one host VM (means; figures are indicative on a loaded machine)",
+        what.name(),
+        rounds.max(1)
     );
-    print!("{}", table(&rows, &unsupported));
-    for f in &failures {
+    print!("{}", table(&m.rows, &m.unsupported));
+    for f in &m.failures {
         println!("{f}");
     }
     let out = paths::ci_boot_dir().join(format!("bench-{}.json", what.name()));
-    let mut j = json(&rows, &unsupported);
-    j["logs"] = serde_json::json!(logs);
-    j["rounds"] = serde_json::json!(rounds);
-    j["failed_rounds"] = serde_json::json!(failures);
+    let mut j = json(&m.rows, &m.unsupported);
+    j["logs"] = serde_json::json!(m.logs);
+    j["rounds"] = serde_json::json!(rounds.max(1));
+    j["failed_rounds"] = serde_json::json!(m.failures);
     std::fs::write(&out, serde_json::to_string_pretty(&j)? + "\n")?;
-    println!("logs {}\njson {}", logs.join(" "), out.display());
-    Ok(if rows.is_empty() { 1 } else { 0 })
+    println!("logs {}\njson {}", m.logs.join(" "), out.display());
+    Ok(if m.rows.is_empty() { 1 } else { 0 })
+}
+
+/// `bench all`: every benchmark with `rounds` rounds, then one report
+/// (Markdown printed and written, JSON, SVG chart) under `target/bench/`.
+pub fn all(rounds: u32) -> Result<i32> {
+    let (imgs, choice) = crate::ci_boot::prepare()?;
+    let ctx = context(&imgs, choice.accel);
+    let mut rows: Rows = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut unsupported = Vec::new();
+    for what in HostBench::ALL {
+        let m = measure(what, rounds, &ctx)?;
+        rows.extend(m.rows);
+        failures.extend(m.failures);
+        unsupported.extend(
+            m.unsupported
+                .into_iter()
+                .map(|(mon, why)| format!("{} under {mon}: {why}", what.name())),
+        );
+    }
+    let figures = crate::bench_report::figures(&rows);
+    let dir = paths::cargo_target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let md = crate::bench_report::markdown(&figures);
+    let mut j = crate::bench_report::json(&figures, rounds.max(1), &failures);
+    j["unsupported"] = serde_json::json!(unsupported);
+    std::fs::write(dir.join("report.md"), &md)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&j)? + "\n",
+    )?;
+    std::fs::write(dir.join("report.svg"), crate::bench_report::svg(&figures))?;
+    println!(
+        "bench all: {} round(s) per benchmark and monitor, each round one host VM running both monitors\n\n{md}",
+        rounds.max(1)
+    );
+    for f in failures.iter().chain(&unsupported) {
+        println!("{f}");
+    }
+    println!(
+        "report {}\njson   {}\nchart  {}",
+        dir.join("report.md").display(),
+        dir.join("report.json").display(),
+        dir.join("report.svg").display()
+    );
+    Ok(if figures.is_empty() { 1 } else { 0 })
 }
 
 #[cfg(test)]
@@ -366,10 +477,22 @@ mod tests {
     }
 
     #[test]
+    fn kvm_counters_at_init_are_rows_of_their_own() {
+        let l = lines(
+            "COLINUX-BENCH monitor=qemu round=1 boot_s=4.000 rss_kb=1 hwm_kb=1 own_kb=1 kvm_exits=90000 kvm_io_exits=5000\n\
+             COLINUX-BENCH monitor=colinux round=1 boot_s=2.000 kvm_exits=30000 kvm_io_exits=1500\n",
+        );
+        let (rows, _) = collect(HostBench::Boot, &l);
+        assert_eq!(rows["KVM exits to init"].1["qemu"], vec![90000.0]);
+        assert_eq!(rows["KVM io_exits to init"].1["colinux"], vec![1500.0]);
+        assert_eq!(rows["boot-to-init"].1["colinux"], vec![2.0]);
+    }
+
+    #[test]
     fn boot_rows_time_and_memory() {
         let l = lines(
             "COLINUX-BENCH monitor=qemu round=1 boot_s=4.000 rss_kb=204800 hwm_kb=307200\n\
-             COLINUX-BENCH monitor=colinux round=1 boot_s=2.000 rss_kb=102400 hwm_kb=102400\n\
+             COLINUX-BENCH monitor=colinux round=1 boot_s=2.000 rss_kb=102400 hwm_kb=102400 own_kb=6144\n\
              COLINUX-BENCH monitor=colinux round=2 boot_s=3.000\n\
              COLINUX-BENCH monitor=qemu round=1 login_s=20.000\n\
              COLINUX-BENCH monitor=colinux round=1 login_s=9.000\n",
@@ -378,6 +501,8 @@ mod tests {
         assert!(un.is_empty());
         assert_eq!(rows["boot-to-init"].1["colinux"], vec![2.0, 3.0]);
         assert_eq!(rows["RSS at init"].1["qemu"], vec![200.0]);
+        assert_eq!(rows["monitor own memory at init"].1["colinux"], vec![6.0]);
+        assert!(!rows["monitor own memory at init"].1.contains_key("qemu"));
         let t = table(&rows, &un);
         assert!(
             t.lines()
@@ -447,5 +572,20 @@ mod tests {
         let j = json(&rows, &un);
         assert_eq!(j["rows"][0]["qemu"]["mean"], 50.0);
         assert!(j["rows"][0]["ratio_colinux_qemu"].is_null());
+    }
+
+    #[test]
+    fn memory_after_the_work_is_its_own_row() {
+        let l = lines(
+            "COLINUX-BENCH monitor=colinux round=1 after=net rss_kb=90000 hwm_kb=91000 own_kb=6144\n\
+             COLINUX-BENCH monitor=qemu round=1 after=net rss_kb=170000 hwm_kb=171000 own_kb=53248\n\
+             COLINUX-BENCH monitor=qemu round=1 test=tap-g2h side=recv bytes=104857600 secs=2.00\n",
+        );
+        let (rows, _) = collect(HostBench::Net, &l);
+        let (unit, m) = &rows["monitor own memory after net"];
+        assert_eq!(*unit, "MiB");
+        assert_eq!(m["colinux"], vec![6.0]);
+        assert_eq!(m["qemu"], vec![52.0]);
+        assert_eq!(rows.len(), 2, "{rows:?}");
     }
 }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_host;
+mod bench_report;
 mod ci;
 mod ci_boot;
 mod deps;

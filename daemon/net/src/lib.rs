@@ -66,6 +66,21 @@ pub trait NetBackend: Send {
     fn offloads(&self) -> Offloads {
         Offloads::NONE
     }
+    /// Host descriptors this backend serves on the caller's thread, added to
+    /// `fds`, with `timeout_ms` lowered to its next timer. A backend that does
+    /// its own I/O there (slirp: its sockets and timers run on the NIC's
+    /// thread, so a guest frame reaches libslirp with no thread hop) adds them;
+    /// the others add nothing. Poll them, then call [`NetBackend::poll_done`].
+    fn poll_fds(&mut self, fds: &mut Vec<libc::pollfd>, timeout_ms: &mut i32) {
+        let _ = (fds, timeout_ms);
+    }
+    /// After the poll (also when it timed out): `fds` is what
+    /// [`NetBackend::poll_fds`] added, with `revents` set. The backend does its
+    /// socket I/O and runs its due timers; frames for the guest then wait for
+    /// [`NetBackend::recv`] as usual.
+    fn poll_done(&mut self, fds: &[libc::pollfd]) {
+        let _ = fds;
+    }
     /// Sends one frame from the guest whose virtio-net header asks for
     /// offloads (a partial checksum, a TSO super-frame). The device has checked
     /// `hdr` against `frame` with [`VnetHdr::check_tx`] and calls this only for

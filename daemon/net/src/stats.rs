@@ -1,4 +1,4 @@
-//! Lock-free frame counters shared between a backend and its worker thread.
+//! Lock-free frame counters a backend keeps (readable through `&self`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -73,6 +73,33 @@ fn dhcp_discover_gets_an_offer_for_10_0_2_15() {
     assert!(st.rx_frames >= 1);
 }
 
+/// The threads of this process, from /proc/self/status.
+fn thread_count() -> usize {
+    let st = std::fs::read_to_string("/proc/self/status").unwrap();
+    st.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Threads: in /proc/self/status")
+}
+
+#[test]
+fn slirp_runs_on_the_callers_thread() {
+    // libslirp lives where the backend is driven (the NIC's thread): no
+    // thread of its own, so a guest frame reaches it without a hop.
+    let before = thread_count();
+    let mut b = SlirpBackend::new(&[], Ipv4Addr::LOCALHOST).expect("slirp");
+    assert_eq!(thread_count(), before, "SlirpBackend::new started a thread");
+    // It still answers at once, from inside send().
+    b.send(&dhcp_discover(GUEST_MAC, 7)).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let n = b
+        .recv(&mut buf)
+        .unwrap()
+        .expect("the offer is queued by send itself");
+    assert!(parse_dhcp_reply(&buf[..n]).is_some());
+    assert_eq!(thread_count(), before);
+}
+
 #[test]
 fn gateway_answers_arp() {
     let mut b = SlirpBackend::new(&[], Ipv4Addr::LOCALHOST).expect("slirp");

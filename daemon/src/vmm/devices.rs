@@ -188,8 +188,12 @@ pub fn spawn_device_poller(
     })
 }
 
-/// The loop of one device's thread (see [`spawn_device_poller`]).
+/// The loop of one device's thread (see [`spawn_device_poller`]): one poll
+/// over the backend's ready descriptor, the device's doorbells and the
+/// descriptors its backend serves here (slirp's sockets, whose timers bound
+/// the wait), then the work each asks for.
 fn serve_device(root: &PciRoot, slot: u8, doorbells: Option<&Doorbells>, stop: &AtomicBool) {
+    let mut pfds: Vec<libc::pollfd> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let backend = root.backend_fd(slot);
         let bells: Vec<_> = doorbells
@@ -198,31 +202,33 @@ fn serve_device(root: &PciRoot, slot: u8, doorbells: Option<&Doorbells>, stop: &
             .into_iter()
             .filter(|&(_, s, _)| s == slot)
             .collect();
-        if backend.is_none() && bells.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        let watch = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        pfds.clear();
+        pfds.extend(backend.into_iter().map(watch));
+        pfds.extend(bells.iter().map(|(fd, _, _)| watch(fd.as_raw_fd())));
+        let own_at = pfds.len();
+        // Nothing to wait for yet (no guest buffers, no doorbells): look again soon.
+        let mut timeout_ms = if own_at == 0 { 5 } else { 20 };
+        let own = root.poll_fds(slot, &mut pfds, &mut timeout_ms);
+        // SAFETY: `pfds` is a valid array of pollfd for the duration of the call
+        // (an empty one makes poll a plain sleep).
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+        // The backend's sockets and timers, also after a timeout.
+        root.poll_done(slot, &pfds[own_at..]);
+        if n < 0 {
             continue;
         }
-        let mut pfds: Vec<libc::pollfd> = backend
-            .into_iter()
-            .chain(bells.iter().map(|(fd, _, _)| fd.as_raw_fd()))
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        // SAFETY: `pfds` is a valid array of pollfd for the duration of the call.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 20) };
-        if n <= 0 {
-            continue;
-        }
-        let (pb, pd) = pfds.split_at(usize::from(backend.is_some()));
-        for (p, (fd, _, queue)) in pd.iter().zip(&bells) {
+        let (pb, rest) = pfds.split_at(usize::from(backend.is_some()));
+        for (p, (fd, _, queue)) in rest.iter().zip(&bells) {
             if let (true, Some(d)) = (p.revents != 0, doorbells) {
                 d.ring(fd, slot, *queue);
             }
         }
-        if pb.first().is_some_and(|p| p.revents != 0) {
+        if own > 0 || pb.first().is_some_and(|p| p.revents != 0) {
             root.process_backend(slot);
         }
     }

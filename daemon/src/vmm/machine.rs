@@ -306,7 +306,11 @@ impl Machine {
     }
 
     /// Starts one thread per vCPU.
-    pub fn start(&mut self, stop: Arc<AtomicBool>) -> Result<Vec<JoinHandle<()>>> {
+    pub fn start(
+        &mut self,
+        stop: Arc<AtomicBool>,
+        exit_stats: bool,
+    ) -> Result<Vec<JoinHandle<()>>> {
         let mut handles = Vec::new();
         for vcpu in self.vcpus.drain(..) {
             let ctx = VcpuContext {
@@ -316,6 +320,7 @@ impl Machine {
                 memory: self.memory.clone(),
                 stop: stop.clone(),
                 events: self.events.clone(),
+                exit_stats,
             };
             let id = ctx.vcpu.id();
             handles.push(

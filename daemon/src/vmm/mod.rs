@@ -22,6 +22,7 @@ pub mod diagnostics;
 pub mod doorbells;
 pub mod exec;
 pub mod exit_log;
+pub mod exit_stats;
 pub mod interrupts;
 pub mod machine;
 pub mod reboot;
@@ -184,7 +185,7 @@ pub fn run_spec(spec: &MachineSpec, options: &RunOptions, session: &mut Session)
         prev_hook(info);
     }));
 
-    let handles = m.start(stop.clone())?;
+    let handles = m.start(stop.clone(), options.exit_stats)?;
     tracing::info!(
         run_ms = started.elapsed().as_millis() as u64,
         since_exec_ms = timing::process_age_ms(),

@@ -4,13 +4,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Instant;
 
 use colinux_devices::bus::Bus;
-use colinux_driver::hypervisor::{Vcpu, VmExit};
+use colinux_driver::hypervisor::{self, Vcpu, VmExit};
 use vm_memory::GuestMemoryMmap;
 
 use super::diagnostics;
 use super::exit_log::{ExitLog, ExitRecord};
+use super::exit_stats::{ExitKey, ExitStats};
 
 /// Why the machine stops (sent to the main thread).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,8 @@ pub struct VcpuContext {
     pub stop: Arc<AtomicBool>,
     /// Where to report the end.
     pub events: Sender<MachineEvent>,
+    /// `--exit-stats`: count exits by place and print them when the vCPU stops.
+    pub exit_stats: bool,
 }
 
 fn report(ctx: &VcpuContext, exits: &ExitLog, what: &str) -> String {
@@ -77,15 +81,43 @@ fn report(ctx: &VcpuContext, exits: &ExitLog, what: &str) -> String {
     s
 }
 
-/// Runs the vCPU until the machine stops or the vCPU ends it.
+/// Runs the vCPU until the machine stops or the vCPU ends it; with
+/// `--exit-stats`, prints where its exits went.
 pub fn run(mut ctx: VcpuContext) {
+    let id = ctx.vcpu.id();
+    let mut stats = ctx.exit_stats.then(ExitStats::new);
+    run_loop(&mut ctx, stats.as_mut());
+    if let Some(st) = stats {
+        eprint!("{}", st.report(id));
+    }
+}
+
+/// The exit of `event`, as counted by `--exit-stats`.
+fn exit_key(event: &hypervisor::Result<VmExit<'_>>) -> Option<ExitKey> {
+    Some(match event {
+        Ok(VmExit::IoIn { port, .. }) => ExitKey::PortIn(*port),
+        Ok(VmExit::IoOut { port, .. }) => ExitKey::PortOut(*port),
+        Ok(VmExit::MmioRead { addr, .. }) => ExitKey::mmio_read(*addr),
+        Ok(VmExit::MmioWrite { addr, .. }) => ExitKey::mmio_write(*addr),
+        Ok(VmExit::Halt) => ExitKey::Halt,
+        Ok(VmExit::Interrupted) => ExitKey::Interrupted,
+        _ => return None,
+    })
+}
+
+fn run_loop(ctx: &mut VcpuContext, mut stats: Option<&mut ExitStats>) {
     let id = ctx.vcpu.id();
     let mut exits = ExitLog::new();
     loop {
         if ctx.stop.load(Ordering::Acquire) {
             return;
         }
-        let event = match ctx.vcpu.run() {
+        let exit = ctx.vcpu.run();
+        let counted = match (stats.as_deref_mut(), exit_key(&exit)) {
+            (Some(st), Some(k)) => Some((k, st.time_this_one().then(Instant::now))),
+            _ => None,
+        };
+        let event = match exit {
             Ok(VmExit::IoIn { port, data }) => {
                 exits.push(ExitRecord::IoIn {
                     port,
@@ -139,7 +171,7 @@ pub fn run(mut ctx: VcpuContext) {
             Ok(VmExit::Shutdown) => Some(MachineEvent::TripleFault {
                 vcpu: id,
                 report: report(
-                    &ctx,
+                    ctx,
                     &exits,
                     &format!("vCPU {id}: triple fault (CPU shutdown)"),
                 ),
@@ -147,7 +179,7 @@ pub fn run(mut ctx: VcpuContext) {
             Ok(VmExit::FailEntry { reason }) => Some(MachineEvent::Fatal {
                 vcpu: id,
                 report: report(
-                    &ctx,
+                    ctx,
                     &exits,
                     &format!("vCPU {id}: hardware refused to enter the guest (reason {reason:#x})"),
                 ),
@@ -155,20 +187,27 @@ pub fn run(mut ctx: VcpuContext) {
             Ok(VmExit::InternalError { suberror }) => Some(MachineEvent::Fatal {
                 vcpu: id,
                 report: report(
-                    &ctx,
+                    ctx,
                     &exits,
                     &format!("vCPU {id}: hypervisor internal error (suberror {suberror})"),
                 ),
             }),
             Ok(VmExit::Unknown(what)) => Some(MachineEvent::Fatal {
                 vcpu: id,
-                report: report(&ctx, &exits, &format!("vCPU {id}: unexpected exit {what}")),
+                report: report(ctx, &exits, &format!("vCPU {id}: unexpected exit {what}")),
             }),
             Err(e) => Some(MachineEvent::Fatal {
                 vcpu: id,
-                report: report(&ctx, &exits, &format!("vCPU {id}: {e}")),
+                report: report(ctx, &exits, &format!("vCPU {id}: {e}")),
             }),
         };
+        if let (Some(st), Some((key, t0))) = (stats.as_deref_mut(), counted) {
+            let timed = t0.map(|t0| {
+                let now = Instant::now();
+                (now - t0, now)
+            });
+            st.record(key, timed);
+        }
         if let Some(ev) = event {
             let _ = ctx.events.send(ev);
             return;

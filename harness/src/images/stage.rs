@@ -121,6 +121,24 @@ impl Stage {
         Ok(())
     }
 
+    /// Copy the shared library the dynamic loader finds as `soname` (a program
+    /// opens it at run time) and the libraries it needs, to their own paths.
+    pub fn library_with_libs(&self, soname: &str) -> Result<()> {
+        // root's PATH has /sbin, a user's may not.
+        let ldconfig = ["/sbin/ldconfig", "/usr/sbin/ldconfig"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("ldconfig");
+        let out = Command::new(ldconfig).arg("-p").output()?;
+        let cache = String::from_utf8_lossy(&out.stdout);
+        let path = ldconfig_path(&cache, soname).with_context(|| {
+            format!(
+                "{soname} is not in the loader's cache (ldconfig -p); is its package installed?"
+            )
+        })?;
+        self.binary_with_libs(Path::new(&path), path.trim_start_matches('/'))
+    }
+
     /// Pack as an uncompressed newc cpio archive (owner root).
     pub fn cpio(&self, out: &Path) -> Result<()> {
         self.pack_cpio(out, "")
@@ -178,6 +196,15 @@ pub fn mke2fs_d(dir: &Path, out: &Path, size_mib: u64, label: &str) -> Result<()
     Ok(())
 }
 
+/// The x86-64 path `ldconfig -p` gives for `soname`.
+pub fn ldconfig_path(cache: &str, soname: &str) -> Option<String> {
+    cache.lines().find_map(|l| {
+        let (name, rest) = l.trim().split_once(" (")?;
+        let (flags, path) = rest.split_once(") => ")?;
+        (name == soname && flags.contains("x86-64")).then(|| path.trim().to_string())
+    })
+}
+
 /// Library paths named by ldd output.
 pub fn ldd_paths(text: &str) -> Vec<String> {
     let mut v = Vec::new();
@@ -208,6 +235,18 @@ pub fn which(prog: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ldconfig_cache_gives_the_64_bit_path() {
+        let cache = "1234 libs found in cache `/etc/ld.so.cache'\n\
+            \tlibslirp.so.0 (libc6) => /usr/lib32/libslirp.so.0\n\
+            \tlibslirp.so.0 (libc6,x86-64) => /lib/x86_64-linux-gnu/libslirp.so.0\n";
+        assert_eq!(
+            ldconfig_path(cache, "libslirp.so.0").as_deref(),
+            Some("/lib/x86_64-linux-gnu/libslirp.so.0")
+        );
+        assert_eq!(ldconfig_path(cache, "libfoo.so.1"), None);
+    }
 
     #[test]
     fn ldd_output_is_parsed() {

@@ -27,6 +27,8 @@ pub fn run_daemon_loop(m: &SimMachine, vcpu: SimVcpu) -> MachineEvent {
         memory: m.memory.clone(),
         stop: Arc::new(AtomicBool::new(false)),
         events: tx,
+        // The counting path runs in every sim test too.
+        exit_stats: true,
     };
     vcpu::run(ctx);
     rx.try_recv()

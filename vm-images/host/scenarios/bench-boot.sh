@@ -6,7 +6,10 @@
 #            COLINUX-BENCH monitor=M round=R boot_s=S rss_kb=N hwm_kb=N
 #          boot_s: monitor start to READY (host VM clock); rss_kb/hwm_kb: the
 #          monitor process's resident and peak memory at that moment (guest
-#          RAM it touched included).
+#          RAM it touched included; own_kb: all but guest RAM), with a copy
+#          of the monitor's /proc/PID/smaps beside the boot's log (LOG.smaps),
+#          and KVM's in-kernel counters so far (kvm_exits=N kvm_io_exits=N ...:
+#          see kvm_counts in host-lib.sh).
 #          Assertions: <monitor>-<round> (READY seen, the guest's check passed).
 #          Then the same monitor boots the Debian system image (/work/distro.conf,
 #          /work/distro.qemu.args) to its serial getty:
@@ -14,24 +17,38 @@
 #          login_s: monitor start to the getty's "login:" (50 ms polls); the guest is
 #          then powered off over ssh (127.0.0.1:2222) so the next boot starts
 #          clean. Assertion login-<monitor>-<round>: prompt seen, exit 0.
+#          colinux-daemon runs with --exit-stats: when a vCPU stops, its exits
+#          by port and MMIO page, and per 250 ms, end up in the boot's log.
 . /etc/colinux/host-lib.sh
 NEEDS="boot"
+COLINUX_FLAGS=--exit-stats
+BOOTN=0
+
+# mark_start MONITOR / mark_exit RC: the harness's boot marks, one number per
+# inner boot, so its watchdog times each boot by itself, not as host setup.
+mark_start() {
+    BOOTN=$((BOOTN + 1))
+    echo "COLINUX-HOST BOOT $BOOTN START $(cut -d' ' -f1 /proc/uptime) $1"
+}
+mark_exit() { echo "COLINUX-HOST BOOT $BOOTN EXIT $1 $(cut -d' ' -f1 /proc/uptime)"; }
 
 # one MONITOR ROUND
 one() {
     bm=$1; br=$2
     log="$OUT/bench-$bm-$br.log"
+    mark_start "$bm"
     start=$(cut -d' ' -f1 /proc/uptime)
     { inner_monitor "$bm" /work/colinux.conf /work/qemu.args timeout -s KILL "${BOOT_TIMEOUT:-300}" < /dev/null 2>&1; echo "$?" > /tmp/rc; } |
         awk -v out="$log" -v m="$bm" -v r="$br" -v start="$start" '
             { sub(/\r$/, ""); print > out
               if ($0 ~ /COLINUX-AGENT READY/ && !seen) {
                   seen = 1; getline up < "/proc/uptime"; close("/proc/uptime"); split(up, u, " ")
-                  mem = ""; cmd = "sh -c \". /etc/colinux/host-lib.sh; monitor_mem\""
+                  mem = ""; cmd = "sh -c \047. /etc/colinux/host-lib.sh; k=$(kvm_counts); echo $(monitor_mem " out ".smaps) $k\047"
                   cmd | getline mem; close(cmd)
                   printf "COLINUX-BENCH monitor=%s round=%s boot_s=%.3f %s\n", m, r, u[1] - start, mem
                   fflush() } }'
     rc=$(cat /tmp/rc)
+    mark_exit "$rc"
     if tr -d '\r' < "$log" | grep -q "COLINUX-CHECK boot init PASS"; then
         check "$bm-$br" PASS "exit $rc, log $log"
     else
@@ -44,6 +61,7 @@ one_login() {
     bm=$1; br=$2
     log="$OUT/login-$bm-$br.log"
     : > "$log"
+    mark_start "$bm"
     start=$(cut -d' ' -f1 /proc/uptime)
     # By bytes, not lines: the getty's "login: " ends without a newline.
     ( inner_monitor "$bm" /work/distro.conf /work/distro.qemu.args timeout -s KILL 600 < /dev/null > "$log" 2>&1; echo "$?" > /tmp/rc-login ) &
@@ -66,6 +84,7 @@ one_login() {
     done
     wait "$job"
     rc=$(cat /tmp/rc-login)
+    mark_exit "$rc"
     if grep -q "login:" "$log" && [ "$rc" = 0 ]; then
         check "login-$bm-$br" PASS "exit $rc, log $log"
     else

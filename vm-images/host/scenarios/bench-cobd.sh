@@ -8,6 +8,8 @@
 #            COLINUX-BENCH monitor=M round=R <guest fields>
 #          colinux-daemon without the capabilities boot+cobd (or absent) gives
 #            COLINUX-BENCH monitor=colinux unsupported <why>
+#          When the guest is done it says COLINUX-BENCH-SAMPLE; the monitor's
+#          memory then (see bench_guest_run) gives an after=cobd line.
 #          Assertions: disk, and <monitor>-<round> (that run ended, all tests ran).
 . /etc/colinux/host-lib.sh
 NEEDS="boot cobd"
@@ -19,7 +21,7 @@ run_monitor() {
 
 # one MONITOR ROUND: a run, its lines echoed and asserted.
 one() {
-    bench_guest_run "$1" "$2"
+    bench_guest_run "$1" "$2" cobd
 }
 
 case "$1" in

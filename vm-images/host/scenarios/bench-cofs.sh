@@ -11,6 +11,8 @@
 #            COLINUX-BENCH monitor=M round=R <guest fields>
 #          colinux-daemon without the capabilities boot+cofs (or absent) gives
 #            COLINUX-BENCH monitor=colinux unsupported <why>
+#          When the guest is done it says COLINUX-BENCH-SAMPLE; the monitor's
+#          memory then (see bench_guest_run) gives an after=cofs line.
 #          Assertions: share, and <monitor>-<round> (that run ended, all tests ran).
 . /etc/colinux/host-lib.sh
 NEEDS="boot cofs"
@@ -33,7 +35,7 @@ run_monitor() {
 one() {
     export BOOT="$2"
     rm -rf "${SHARE:?}"/* "$SHARE"/.[!.]* 2>/dev/null
-    bench_guest_run "$1" "$2"
+    bench_guest_run "$1" "$2" cofs
 }
 
 case "$1" in

@@ -12,6 +12,8 @@
 #          (guest-side ones come from the guest's console log), and
 #            COLINUX-BENCH monitor=colinux unsupported <why>
 #          when colinux-daemon lacks boot+net-tuntap+net-slirp.
+#          After the last transfer, the monitor's memory (monitor_mem):
+#            COLINUX-BENCH monitor=M round=R after=net rss_kb=N hwm_kb=N own_kb=N
 #          Assertions: host-tap, and <monitor>-<round> (all four transfers ran).
 . /etc/colinux/host-lib.sh
 NEEDS="boot net-tuntap net-slirp"
@@ -61,6 +63,9 @@ one() {
     fi
     if wait_file "$log" "COLINUX-NET BENCH-LISTEN slirp-h2g" "${BOOT_TIMEOUT:-600}" "$MPID"; then
         send slirp-h2g 127.0.0.1 17777 >> "$res"
+        # The monitor's memory with all four transfers behind it.
+        mem=$(monitor_mem "$log.smaps")
+        [ -n "$mem" ] && echo "COLINUX-BENCH after=net $mem" >> "$res"
     fi
     i=0
     while alive "$MPID" && [ "$i" -lt 600 ]; do sleep 0.5; i=$((i + 1)); done

@@ -37,6 +37,12 @@ pub trait PciDevice: Send {
     }
     /// Does the work signalled by [`PciDevice::backend_fd`].
     fn process_backend(&mut self) {}
+    /// Host descriptors the device's backend serves on the polling thread
+    /// (slirp's sockets), added to `fds`, with `timeout_ms` lowered to its
+    /// next timer; see `colinux_net::NetBackend::poll_fds`. None by default.
+    fn poll_fds(&mut self, _fds: &mut Vec<libc::pollfd>, _timeout_ms: &mut i32) {}
+    /// The poll's results for what [`PciDevice::poll_fds`] added.
+    fn poll_done(&mut self, _fds: &[libc::pollfd]) {}
     /// The concrete device, for callers that need its own API (e.g. changing
     /// a NIC's link state): `dev.as_any_mut()?.downcast_mut::<T>()`.
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {

@@ -343,6 +343,24 @@ impl PciRoot {
             .collect()
     }
 
+    /// Adds the host descriptors the backend of the device in `slot` serves
+    /// on the caller's thread (see [`PciDevice::poll_fds`]); returns how many.
+    pub fn poll_fds(&self, slot: u8, fds: &mut Vec<libc::pollfd>, timeout_ms: &mut i32) -> usize {
+        let before = fds.len();
+        if let Some(s) = self.slot(slot) {
+            s.device().poll_fds(fds, timeout_ms);
+        }
+        fds.len() - before
+    }
+
+    /// Hands the device in `slot` the poll's results for what
+    /// [`PciRoot::poll_fds`] added.
+    pub fn poll_done(&self, slot: u8, fds: &[libc::pollfd]) {
+        if let Some(s) = self.slot(slot) {
+            s.device().poll_done(fds);
+        }
+    }
+
     /// Lets the device in `slot` service its backend (its fd polled readable).
     pub fn process_backend(&self, slot: u8) {
         if let Some(s) = self.slot(slot) {

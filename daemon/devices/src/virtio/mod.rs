@@ -112,6 +112,11 @@ pub trait VirtioDevice: Send {
     fn backend_fd(&self) -> Option<RawFd> {
         None
     }
+    /// Host descriptors the backend serves on the polling thread; see
+    /// `PciDevice::poll_fds`. None by default.
+    fn poll_fds(&mut self, _fds: &mut Vec<libc::pollfd>, _timeout_ms: &mut i32) {}
+    /// The poll's results for what [`VirtioDevice::poll_fds`] added.
+    fn poll_done(&mut self, _fds: &[libc::pollfd]) {}
     /// Services the backend; returns the queues with new used entries. `active`
     /// is false before DRIVER_OK (or after an error): a device then drains its
     /// backend and drops what it reads, so a level-triggered poll never spins.

@@ -351,6 +351,12 @@ impl VirtioDevice for NetDevice {
     fn backend_fd(&self) -> Option<RawFd> {
         (!self.rx_blocked()).then(|| self.backend.ready_fd())
     }
+    fn poll_fds(&mut self, fds: &mut Vec<libc::pollfd>, timeout_ms: &mut i32) {
+        self.backend.poll_fds(fds, timeout_ms);
+    }
+    fn poll_done(&mut self, fds: &[libc::pollfd]) {
+        self.backend.poll_done(fds);
+    }
     fn process_backend(
         &mut self,
         queues: &mut [Queue],

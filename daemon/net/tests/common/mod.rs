@@ -120,14 +120,17 @@ pub fn wait_frame(
             }
         }
         let left = deadline.checked_duration_since(Instant::now())?;
-        let mut p = libc::pollfd {
+        let mut ms = left.as_millis().clamp(1, 100) as i32;
+        let mut fds = vec![libc::pollfd {
             fd: backend.ready_fd(),
             events: libc::POLLIN,
             revents: 0,
-        };
-        let ms = left.as_millis().clamp(1, 100) as i32;
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, ms) };
+        }];
+        // A backend serving its own sockets here (slirp) is polled with it.
+        backend.poll_fds(&mut fds, &mut ms);
+        // SAFETY: `fds` is a valid array of pollfd for the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms.max(0)) };
+        backend.poll_done(&fds[1..]);
     }
 }
 

@@ -547,6 +547,14 @@ impl<D: VirtioDevice + 'static> PciDevice for VirtioPciDevice<D> {
         self.service_backend();
     }
 
+    fn poll_fds(&mut self, fds: &mut Vec<libc::pollfd>, timeout_ms: &mut i32) {
+        self.device.poll_fds(fds, timeout_ms);
+    }
+
+    fn poll_done(&mut self, fds: &[libc::pollfd]) {
+        self.device.poll_done(fds);
+    }
+
     fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
         Some(self)
     }

@@ -1,23 +1,21 @@
-//! The slirp thread: owns the libslirp instance, runs its poll loop and timers,
-//! feeds it guest frames and queues the frames it emits for the guest.
+//! The libslirp instance: created, fed guest frames, polled and cleaned up
+//! by its [`Instance`], all on whichever thread holds the backend (the NIC's
+//! device thread in the daemon), one call at a time.
 //!
-//! libslirp is single-threaded, so every call into it happens here. The callbacks
-//! get a pointer to [`Worker`] as their opaque and only touch its `RefCell`s and
-//! the shared queue for short, non-reentrant borrows.
+//! The callbacks get a pointer to [`Worker`] as their opaque and only touch its
+//! `RefCell`s for short, non-reentrant borrows.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int, c_void};
-use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vmm_sys_util::eventfd::EventFd;
 
 use super::ffi;
+use super::library::{self, Api};
 use crate::stats::AtomicStats;
 use crate::{frame_len_ok, NetError};
 
@@ -25,20 +23,33 @@ use crate::{frame_len_ok, NetError};
 /// reading; TCP inside slirp retransmits later).
 pub(super) const RX_QUEUE_LIMIT: usize = 1024;
 
-/// State shared between the backend (device thread) and the slirp thread.
-pub(super) struct Shared {
+struct Timer {
+    cb: ffi::SlirpTimerCb,
+    cb_opaque: *mut c_void,
+    expire_ms: Cell<Option<i64>>,
+}
+
+/// The callbacks' view of the instance (the `opaque` given to libslirp).
+pub(super) struct Worker {
+    start: Instant,
     /// Frames from slirp waiting for the guest.
-    pub rx: Mutex<VecDeque<Vec<u8>>>,
+    pub rx: RefCell<VecDeque<Vec<u8>>>,
     /// Readable while `rx` is non-empty.
     pub ready: EventFd,
     /// Frame counters.
     pub stats: AtomicStats,
+    pollfds: RefCell<Vec<libc::pollfd>>,
+    timers: RefCell<Vec<*mut Timer>>,
 }
 
-impl Shared {
+impl Worker {
+    fn now_ms(&self) -> i64 {
+        (self.start.elapsed().as_nanos() / 1_000_000) as i64
+    }
+
     /// Queues one frame for the guest and signals `ready`.
     fn push_rx(&self, frame: Vec<u8>) {
-        let mut q = self.rx.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.rx.borrow_mut();
         if q.len() >= RX_QUEUE_LIMIT {
             self.stats.rx_drop();
             return;
@@ -48,43 +59,11 @@ impl Shared {
     }
 }
 
-/// What the slirp thread is started with.
-pub(super) struct Setup {
-    /// Host address redirections bind to.
-    pub bind: Ipv4Addr,
-    /// Expanded redirections: (udp, host port, guest port).
-    pub forwards: Vec<(bool, u16, u16)>,
-    /// Guest frames to feed into slirp; disconnect means stop.
-    pub from_guest: Receiver<Vec<u8>>,
-    /// Written by the backend after queueing a guest frame or to ask for a stop.
-    pub wake: EventFd,
-}
-
-struct Timer {
-    cb: ffi::SlirpTimerCb,
-    cb_opaque: *mut c_void,
-    expire_ms: Cell<Option<i64>>,
-}
-
-/// The callbacks' view of the thread (the `opaque` given to libslirp).
-struct Worker {
-    start: Instant,
-    shared: Arc<Shared>,
-    pollfds: RefCell<Vec<libc::pollfd>>,
-    timers: RefCell<Vec<*mut Timer>>,
-}
-
-impl Worker {
-    fn now_ms(&self) -> i64 {
-        (self.start.elapsed().as_nanos() / 1_000_000) as i64
-    }
-}
-
 /// The [`Worker`] behind a callback's `opaque`.
 ///
 /// # Safety
 ///
-/// `opaque` must be the pointer `run` gave `slirp_new` (its boxed [`Worker`]),
+/// `opaque` must be the pointer [`Instance::new`] gave `slirp_new` (its boxed [`Worker`]),
 /// and the slirp instance must still be live, so that the Worker is too.
 unsafe fn worker<'a>(opaque: *mut c_void) -> &'a Worker {
     // SAFETY: per this function's contract, opaque points to a live Worker.
@@ -96,12 +75,12 @@ unsafe extern "C" fn send_packet(buf: *const c_void, len: usize, opaque: *mut c_
     // the instance (and so the Worker) lives.
     let w = unsafe { worker(opaque) };
     if !frame_len_ok(len) || buf.is_null() {
-        w.shared.stats.rx_drop();
+        w.stats.rx_drop();
         return len as isize;
     }
     // SAFETY: libslirp passes a buffer of `len` readable bytes for this call.
     let frame = unsafe { std::slice::from_raw_parts(buf as *const u8, len) }.to_vec();
-    w.shared.push_rx(frame);
+    w.push_rx(frame);
     len as isize
 }
 
@@ -269,132 +248,141 @@ fn config() -> ffi::SlirpConfig {
     }
 }
 
-/// The slirp thread's body. Reports start-up success or failure on `started`,
-/// then runs until the backend disconnects `from_guest`.
-pub(super) fn run(
-    setup: Setup,
-    shared: Arc<Shared>,
-    started: std::sync::mpsc::Sender<Result<(), NetError>>,
-) {
-    let w = Box::new(Worker {
-        start: Instant::now(),
-        shared,
-        pollfds: RefCell::new(Vec::new()),
-        timers: RefCell::new(Vec::new()),
-    });
-    let opaque = &*w as *const Worker as *mut c_void;
-    let cfg = config();
-    // SAFETY: cfg and CALLBACKS are valid for the call (CALLBACKS is static and
-    // libslirp keeps its pointer); opaque points to `w`, alive until after
-    // slirp_cleanup below.
-    let slirp = unsafe { ffi::slirp_new(&cfg, &CALLBACKS, opaque) };
-    if slirp.is_null() {
-        let _ = started.send(Err(NetError::SlirpInit("slirp_new returned NULL".into())));
-        return;
-    }
-    for &(udp, host, guest) in &setup.forwards {
-        // SAFETY: slirp is the live instance created above.
-        let rc = unsafe {
-            ffi::slirp_add_hostfwd(
-                slirp,
-                c_int::from(udp),
-                in_addr(setup.bind),
-                c_int::from(host),
-                in_addr(super::SLIRP_GUEST),
-                c_int::from(guest),
-            )
-        };
-        if rc < 0 {
-            let proto = if udp { "udp" } else { "tcp" };
-            let what = format!(
-                "{proto}:{}:{host} -> {}:{guest}",
-                setup.bind,
-                super::SLIRP_GUEST
-            );
-            // SAFETY: slirp is live and not used afterwards.
-            unsafe { ffi::slirp_cleanup(slirp) };
-            free_timers(&w);
-            let _ = started.send(Err(NetError::RedirectFailed(what)));
-            return;
+/// A live libslirp instance and the [`Worker`] its callbacks see.
+pub(super) struct Instance {
+    api: &'static Api,
+    slirp: *mut ffi::Slirp,
+    // Boxed so the callbacks' opaque keeps its address; dropped after
+    // slirp_cleanup (see Drop).
+    w: Box<Worker>,
+}
+
+// SAFETY: libslirp has no thread affinity, only no internal locking. Every call
+// into it, and so every callback touching the Worker, happens in a `&mut self`
+// method of Instance, so one thread at a time; the raw pointers are owned here
+// and never shared.
+unsafe impl Send for Instance {}
+
+impl Instance {
+    /// Starts libslirp with the expanded redirections `(udp, host port, guest
+    /// port)`, each bound to `bind` on the host.
+    pub fn new(bind: Ipv4Addr, forwards: &[(bool, u16, u16)]) -> Result<Self, NetError> {
+        let ready = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)
+            .map_err(|e| NetError::io("eventfd", e))?;
+        let w = Box::new(Worker {
+            start: Instant::now(),
+            rx: RefCell::new(VecDeque::new()),
+            ready,
+            stats: AtomicStats::default(),
+            pollfds: RefCell::new(Vec::new()),
+            timers: RefCell::new(Vec::new()),
+        });
+        let api = library::api()?;
+        let cfg = config();
+        // SAFETY: cfg and CALLBACKS are valid for the call (CALLBACKS is static
+        // and libslirp keeps its pointer); the opaque points into `w`, which the
+        // Instance keeps alive until after slirp_cleanup.
+        let slirp = unsafe { (api.new)(&cfg, &CALLBACKS, opaque(&w)) };
+        if slirp.is_null() {
+            return Err(NetError::SlirpInit("slirp_new returned NULL".into()));
         }
-        tracing::info!(target: "colinux_net::slirp", udp, host, guest, bind = %setup.bind, "port redirection");
-    }
-    let _ = started.send(Ok(()));
-    drop(started);
-    // SAFETY: slirp is the live instance created above and opaque its Worker `w`.
-    unsafe { poll_loop(slirp, &w, opaque, &setup) };
-    // SAFETY: slirp is live; after this no callback can run.
-    unsafe { ffi::slirp_cleanup(slirp) };
-    free_timers(&w);
-}
-
-fn free_timers(w: &Worker) {
-    for t in w.timers.borrow_mut().drain(..) {
-        // SAFETY: each pointer came from Box::into_raw in timer_new.
-        drop(unsafe { Box::from_raw(t) });
-    }
-}
-
-/// Feeds guest frames to slirp and runs its poll loop and timers until the
-/// backend hangs up.
-///
-/// # Safety
-///
-/// `slirp` must be a live instance whose callbacks' opaque is `opaque`, a
-/// pointer to `w`.
-unsafe fn poll_loop(slirp: *mut ffi::Slirp, w: &Worker, opaque: *mut c_void, setup: &Setup) {
-    loop {
-        // Guest frames first, so a burst reaches slirp before we sleep.
-        loop {
-            match setup.from_guest.try_recv() {
-                Ok(frame) => {
-                    // SAFETY: slirp is live; the frame outlives the call (slirp copies).
-                    unsafe { ffi::slirp_input(slirp, frame.as_ptr(), frame.len() as c_int) };
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
+        let me = Instance { api, slirp, w };
+        for &(udp, host, guest) in forwards {
+            // SAFETY: slirp is the live instance created above.
+            let rc = unsafe {
+                (api.add_hostfwd)(
+                    me.slirp,
+                    c_int::from(udp),
+                    in_addr(bind),
+                    c_int::from(host),
+                    in_addr(super::SLIRP_GUEST),
+                    c_int::from(guest),
+                )
+            };
+            if rc < 0 {
+                let proto = if udp { "udp" } else { "tcp" };
+                let what = format!("{proto}:{bind}:{host} -> {}:{guest}", super::SLIRP_GUEST);
+                return Err(NetError::RedirectFailed(what));
             }
+            tracing::info!(target: "colinux_net::slirp", udp, host, guest, bind = %bind, "port redirection");
         }
-        {
-            let mut fds = w.pollfds.borrow_mut();
-            fds.clear();
-            fds.push(libc::pollfd {
-                fd: setup.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        let mut timeout: u32 = 1000;
-        // SAFETY: slirp is live; add_poll only borrows w.pollfds briefly.
-        unsafe { ffi::slirp_pollfds_fill(slirp, &mut timeout, Some(add_poll), opaque) };
-        let now = w.now_ms();
-        let next_timer = w
+        Ok(me)
+    }
+
+    /// What the callbacks share with the backend: the guest-bound queue, its
+    /// eventfd and the counters.
+    pub fn worker(&self) -> &Worker {
+        &self.w
+    }
+
+    /// Hands one guest frame to slirp (which copies it); frames slirp answers
+    /// with at once (ARP, DHCP) are queued before this returns.
+    pub fn input(&mut self, frame: &[u8]) {
+        // SAFETY: slirp is live; the frame outlives the call.
+        unsafe { (self.api.input)(self.slirp, frame.as_ptr(), frame.len() as c_int) };
+    }
+
+    /// Adds slirp's sockets to `fds` and lowers `timeout_ms` to its next
+    /// timer or its own poll timeout.
+    pub fn poll_fds(&mut self, fds: &mut Vec<libc::pollfd>, timeout_ms: &mut i32) {
+        self.w.pollfds.borrow_mut().clear();
+        let mut timeout = u32::try_from(*timeout_ms).unwrap_or(1000).min(1000);
+        // SAFETY: slirp is live; add_poll only borrows the Worker's pollfds briefly.
+        unsafe {
+            (self.api.pollfds_fill)(self.slirp, &mut timeout, Some(add_poll), opaque(&self.w))
+        };
+        let mut wait = i64::from(timeout);
+        let now = self.w.now_ms();
+        let next_timer = self
+            .w
             .timers
             .borrow()
             .iter()
             // SAFETY: pointers in the list are live timers.
             .filter_map(|&t| unsafe { &*t }.expire_ms.get())
             .min();
-        let mut wait = i64::from(timeout);
         if let Some(at) = next_timer {
             wait = wait.min((at - now).max(0));
         }
-        let rc = {
-            let mut fds = w.pollfds.borrow_mut();
-            // SAFETY: fds is a valid array of pollfd of the given length.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait as c_int) }
-        };
-        if rc < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            tracing::warn!(target: "colinux_net::slirp", "poll: {}", std::io::Error::last_os_error());
-        }
-        let woke = w.pollfds.borrow()[0].revents & libc::POLLIN != 0;
-        if woke {
-            let _ = setup.wake.read();
-        }
-        // SAFETY: slirp is live; get_revents only borrows w.pollfds briefly.
-        unsafe { ffi::slirp_pollfds_poll(slirp, c_int::from(rc < 0), Some(get_revents), opaque) };
-        fire_timers(w);
+        *timeout_ms = (*timeout_ms).min(wait as i32);
+        fds.extend_from_slice(&self.w.pollfds.borrow());
     }
+
+    /// Takes the poll's results for the descriptors [`Instance::poll_fds`]
+    /// added (`fds` is exactly those), lets slirp do its socket I/O and runs
+    /// its due timers.
+    pub fn poll_done(&mut self, fds: &[libc::pollfd]) {
+        {
+            let mut own = self.w.pollfds.borrow_mut();
+            if own.len() != fds.len() {
+                // Not this round's set: report no events, still run timers.
+                own.iter_mut().for_each(|p| p.revents = 0);
+            } else {
+                for (o, p) in own.iter_mut().zip(fds) {
+                    o.revents = p.revents;
+                }
+            }
+        }
+        // SAFETY: slirp is live; get_revents only borrows the Worker's pollfds briefly.
+        unsafe { (self.api.pollfds_poll)(self.slirp, 0, Some(get_revents), opaque(&self.w)) };
+        fire_timers(&self.w);
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: slirp is live; after this no callback can run.
+        unsafe { (self.api.cleanup)(self.slirp) };
+        for t in self.w.timers.borrow_mut().drain(..) {
+            // SAFETY: each pointer came from Box::into_raw in timer_new.
+            drop(unsafe { Box::from_raw(t) });
+        }
+    }
+}
+
+/// The callbacks' opaque for `w`.
+fn opaque(w: &Worker) -> *mut c_void {
+    w as *const Worker as *mut c_void
 }
 
 fn fire_timers(w: &Worker) {
