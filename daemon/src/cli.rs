@@ -1,6 +1,7 @@
 //! The `colinux-daemon` command line: the classic options (`-d -k -p -t -v`,
 //! `@file`, configuration words) plus the new inspection options
-//! (`--dump-config`, `--dump-conf`, `--check`, `--capabilities`).
+//! (`--dump-config`, `--dump-conf`, `--check`, `--capabilities`,
+//! `--opened-libraries`).
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -78,6 +79,11 @@ pub struct Cli {
     /// Print the JSON list of scenario capabilities this build implements and exit.
     #[arg(long)]
     pub capabilities: bool,
+    /// Print the shared libraries this build opens at run time (so `ldd` does
+    /// not name them), one soname a line, and exit: what a package or an
+    /// image must ship besides `ldd`'s list.
+    #[arg(long)]
+    pub opened_libraries: bool,
     /// Number of virtual CPUs the guest gets (new; classic coLinux had one).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=254))]
     pub cpus: u32,

@@ -12,21 +12,9 @@ use std::sync::Arc;
 /// Exit status for configuration and usage errors.
 const EXIT_CONFIG: u8 = 2;
 
-/// Default stack of the daemon's threads: 2 MiB less 64 KiB, unless
-/// `RUST_MIN_STACK` says otherwise. Rust's default is exactly 2 MiB, and such
-/// a stack mapped on a 2 MiB boundary (the first ones land right below guest
-/// RAM, which is aligned) is backed by a transparent huge page on first touch
-/// where THP is `always`, as in Debian's kernels: 2 MiB resident for a few KiB
-/// of stack (seen in smaps after `bench cobd`: `AnonHugePages: 2048 kB` on a
-/// thread stack). A stack under 2 MiB can never hold an aligned huge page.
-const THREAD_STACK: usize = 2 * 1024 * 1024 - 64 * 1024;
-
 fn main() -> ExitCode {
-    // Before any thread exists (std reads it at the first spawn; children of
-    // the daemon inherit the hint, which only Rust programs read).
-    if std::env::var_os("RUST_MIN_STACK").is_none() {
-        std::env::set_var("RUST_MIN_STACK", THREAD_STACK.to_string());
-    }
+    // Before any thread exists: std reads it at the first spawn.
+    colinux_daemon::thread_stack::set_default();
     let cli = Cli::parse_with_passthrough(std::env::args_os());
     let options = cli.run_options();
     if cli.detach && !cli.foreground {
@@ -39,6 +27,14 @@ fn main() -> ExitCode {
             "{}\n",
             serde_json::json!(colinux_daemon::CAPABILITIES)
         ));
+    }
+    if cli.opened_libraries {
+        return emit(
+            colinux_net::OPENED_LIBRARIES
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        );
     }
     if let Some(problem) = cli.usage_problem() {
         eprintln!("colinux-daemon: {problem}");

@@ -110,6 +110,7 @@ fn help_lists_classic_and_new_options() {
         "@file",
         "--dump-config",
         "--capabilities",
+        "--opened-libraries",
         "--check",
         "--on-reboot <WHAT>",
     ] {

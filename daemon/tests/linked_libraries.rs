@@ -22,3 +22,16 @@ fn the_daemon_starts_without_libslirp_or_glib() {
         assert!(!libs.contains(lib), "{lib} is mapped at start:\n{libs}");
     }
 }
+
+#[test]
+fn opened_libraries_names_libslirp_one_a_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_colinux-daemon"))
+        .arg("--opened-libraries")
+        .output()
+        .expect("run the daemon");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let libs: Vec<&str> = text.lines().collect();
+    assert_eq!(libs, colinux_net::OPENED_LIBRARIES);
+    assert!(libs.contains(&"libslirp.so.0"), "{text}");
+}

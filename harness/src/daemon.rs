@@ -1,8 +1,9 @@
 //! The colinux-daemon binary: a release build from the workspace, and what it
-//! says it can do (`colinux-daemon --capabilities`, a JSON array of strings).
+//! says it can do (`colinux-daemon --capabilities`, a JSON array of strings)
+//! and which libraries it opens at run time (`--opened-libraries`).
 
 use crate::paths;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -29,28 +30,49 @@ pub fn build_release() -> Result<PathBuf> {
 
 /// Capabilities the daemon reports; empty when the flag is missing or fails.
 pub fn capabilities(bin: &std::path::Path) -> Vec<String> {
-    let Ok(mut child) = Command::new(bin)
-        .arg("--capabilities")
+    query(bin, "--capabilities")
+        .map(|out| parse_capabilities(&out))
+        .unwrap_or_default()
+}
+
+/// The shared libraries the daemon opens at run time (`--opened-libraries`,
+/// one soname a line): `ldd` does not name them, so an image that carries the
+/// daemon must be given them by name.
+pub fn opened_libraries(bin: &std::path::Path) -> Result<Vec<String>> {
+    let out = query(bin, "--opened-libraries").with_context(|| {
+        format!(
+            "{} --opened-libraries gave no list (an older build?)",
+            bin.display()
+        )
+    })?;
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// The daemon's stdout for one inspection flag, or None when it fails or
+/// takes more than 10 s (a daemon that ignores the flag would start a VM).
+fn query(bin: &std::path::Path, flag: &str) -> Option<String> {
+    let mut child = Command::new(bin)
+        .arg(flag)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-    else {
-        return vec![];
-    };
-    // Never hang on a daemon that ignores the flag and starts a VM.
+        .ok()?;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match child.try_wait() {
             Ok(Some(st)) => {
                 if !st.success() {
-                    return vec![];
+                    return None;
                 }
                 let mut out = String::new();
-                if let Some(mut o) = child.stdout.take() {
-                    let _ = std::io::Read::read_to_string(&mut o, &mut out);
-                }
-                return parse_capabilities(&out);
+                std::io::Read::read_to_string(&mut child.stdout.take()?, &mut out).ok()?;
+                return Some(out);
             }
             Ok(None) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
@@ -58,7 +80,7 @@ pub fn capabilities(bin: &std::path::Path) -> Vec<String> {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return vec![];
+                return None;
             }
         }
     }

@@ -31,9 +31,14 @@ pub mod wire;
 pub use config::{open_backend, port_pairs, NetKind, NicSpec, Protocol, Redirection};
 pub use error::NetError;
 pub use packet::PacketBridge;
-pub use slirp::{slirp_version, SlirpBackend, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST};
+pub use slirp::{SlirpBackend, SLIRP_DNS, SLIRP_GATEWAY, SLIRP_GUEST};
 pub use tap::TapBackend;
 pub use vnet::{Offloads, VnetHdr};
+
+/// Shared libraries this crate opens at run time rather than links, so `ldd`
+/// does not name them (a packager or an image builder must ship them too):
+/// libslirp, opened when the first slirp NIC is made.
+pub const OPENED_LIBRARIES: &[&str] = &[slirp::SONAME];
 
 /// The largest frame a backend accepts or delivers: a 1500-byte MTU Ethernet
 /// frame with a VLAN tag (1518) rounded up; longer frames are counted and dropped.

@@ -130,7 +130,7 @@ pub fn wait_ready(pid: i32, ready: OwnedFd, log: &Path, console_nt: bool) -> u8 
             .map(|e| e.with_file_name("colinux-console"))
             .filter(|p| p.exists())
             .unwrap_or_else(|| PathBuf::from("colinux-console"));
-        let err = std::process::Command::new(&console)
+        let err = crate::thread_stack::keep_from(&mut std::process::Command::new(&console))
             .arg("-a")
             .arg(pid.to_string())
             .exec();

@@ -124,7 +124,7 @@ impl Programs {
             let (program, args) = check(e)
                 .map_err(anyhow::Error::msg)
                 .with_context(|| format!("exec{}", e.index))?;
-            let mut child = Command::new(&program)
+            let mut child = crate::thread_stack::keep_from(&mut Command::new(&program))
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())

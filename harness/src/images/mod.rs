@@ -37,10 +37,6 @@ pub const GUEST_MODULES: &[&str] = &[
 /// Host-VM modules loaded at boot (plus the guest set, for its work disk).
 pub const HOST_MODULES: &[&str] = &["kvm", "tun", "veth", "bridge", "macvlan", "macvtap"];
 
-/// Libraries colinux-daemon opens at run time rather than links, so `ldd`
-/// does not name them: libslirp (see daemon/net/src/slirp/library.rs).
-pub const DAEMON_OPENED_LIBS: &[&str] = &["libslirp.so.0"];
-
 /// Host-VM modules copied but loaded by the host init only if the CPU has them.
 pub const HOST_OPTIONAL_MODULES: &[&str] = &["kvm-amd", "kvm-intel"];
 
@@ -363,7 +359,10 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     let daemon = match &opts.daemon {
         Some(d) => {
             hin.file(d)?;
-            hin.text("daemon-opened-libs", &DAEMON_OPENED_LIBS.join(","));
+            hin.text(
+                "daemon-opened-libs",
+                &crate::daemon::opened_libraries(d)?.join(","),
+            );
             let console = d.with_file_name("colinux-console");
             if console.exists() {
                 hin.file(&console)?;
@@ -415,8 +414,8 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         s.write("etc/group", b"root:x:0:\n", 0o644)?;
         if let Some(d) = &opts.daemon {
             s.binary_with_libs(d, "usr/bin/colinux-daemon")?;
-            for soname in DAEMON_OPENED_LIBS {
-                s.library_with_libs(soname)?;
+            for soname in crate::daemon::opened_libraries(d)? {
+                s.library_with_libs(&soname)?;
             }
             let console = d.with_file_name("colinux-console");
             if console.exists() {

@@ -124,12 +124,7 @@ impl Stage {
     /// Copy the shared library the dynamic loader finds as `soname` (a program
     /// opens it at run time) and the libraries it needs, to their own paths.
     pub fn library_with_libs(&self, soname: &str) -> Result<()> {
-        // root's PATH has /sbin, a user's may not.
-        let ldconfig = ["/sbin/ldconfig", "/usr/sbin/ldconfig"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("ldconfig");
-        let out = Command::new(ldconfig).arg("-p").output()?;
+        let out = Command::new(which("ldconfig")?).arg("-p").output()?;
         let cache = String::from_utf8_lossy(&out.stdout);
         let path = ldconfig_path(&cache, soname).with_context(|| {
             format!(

@@ -142,8 +142,8 @@ impl Fault {
 }
 
 /// The nested-setup fault a failed attempt's evidence shows, if any.
-fn fault_of(first: &Outcome, console: &str) -> Option<Fault> {
-    first
+fn fault_of(attempt: &Outcome, console: &str) -> Option<Fault> {
+    attempt
         .nested_fault
         .clone()
         .or_else(|| crate::infra::host_vm_fault(console))

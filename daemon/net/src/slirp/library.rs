@@ -17,7 +17,7 @@ use libslirp_sys as ffi;
 use crate::NetError;
 
 /// The soname Debian's `libslirp0` package installs.
-pub(super) const SONAME: &str = "libslirp.so.0";
+pub const SONAME: &str = "libslirp.so.0";
 
 /// The libslirp functions the backend calls, resolved from [`SONAME`].
 pub(super) struct Api {
@@ -50,9 +50,15 @@ static API: OnceLock<Result<Api, String>> = OnceLock::new();
 /// libslirp's functions, opening the library on first use; the error names
 /// the library and what the loader said.
 pub(super) fn api() -> Result<&'static Api, NetError> {
-    API.get_or_init(open)
-        .as_ref()
-        .map_err(|e| NetError::SlirpInit(e.clone()))
+    API.get_or_init(|| {
+        let api = open()?;
+        // SAFETY: FFI boundary; libslirp returns a static NUL-terminated string.
+        let version = unsafe { std::ffi::CStr::from_ptr((api.version_string)()) };
+        tracing::debug!("opened {SONAME}: libslirp {}", version.to_string_lossy());
+        Ok(api)
+    })
+    .as_ref()
+    .map_err(|e| NetError::SlirpInit(e.clone()))
 }
 
 fn open() -> Result<Api, String> {

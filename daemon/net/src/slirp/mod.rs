@@ -10,6 +10,7 @@
 
 mod instance;
 mod library;
+pub use library::SONAME;
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -101,14 +102,4 @@ impl NetBackend for SlirpBackend {
     fn poll_done(&mut self, fds: &[libc::pollfd]) {
         self.slirp.poll_done(fds);
     }
-}
-
-/// The libslirp version the backend runs on (for logs); opens libslirp
-/// if no slirp NIC has yet.
-pub fn slirp_version() -> Result<String, NetError> {
-    let api = library::api()?;
-    // SAFETY: libslirp returns a static NUL-terminated string.
-    Ok(unsafe { std::ffi::CStr::from_ptr((api.version_string)()) }
-        .to_string_lossy()
-        .into_owned())
 }
