@@ -143,7 +143,7 @@ pub fn run(conf_path: Option<&Path>, monitor: Option<Monitor>) -> Result<i32> {
         initrd: imgs.path("host-initrd"),
         append: "console=ttyS0 panic=-1 loglevel=3".into(),
         mem_mib: 1024 + parsed.mem_mib.unwrap_or(128) as u32,
-        smp: 2,
+        smp: colinux_harness::runner::host_vm_cpus(choice.accel),
         accel: choice.accel,
         disks: vec![(img, "work".into())],
         control: None,
