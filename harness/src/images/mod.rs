@@ -356,13 +356,15 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
     hin.file(&virtiofsd)?;
     let ssh = which("ssh")?;
     hin.file(&ssh)?.file(&key)?;
+    // Asked of the daemon once: the manifest records them, the stage ships them.
+    let daemon_libs = match &opts.daemon {
+        Some(d) => crate::daemon::opened_libraries(d)?,
+        None => Vec::new(),
+    };
     let daemon = match &opts.daemon {
         Some(d) => {
             hin.file(d)?;
-            hin.text(
-                "daemon-opened-libs",
-                &crate::daemon::opened_libraries(d)?.join(","),
-            );
+            hin.text("daemon-opened-libs", &daemon_libs.join(","));
             let console = d.with_file_name("colinux-console");
             if console.exists() {
                 hin.file(&console)?;
@@ -414,8 +416,8 @@ pub fn build(opts: &BuildOptions) -> Result<Images> {
         s.write("etc/group", b"root:x:0:\n", 0o644)?;
         if let Some(d) = &opts.daemon {
             s.binary_with_libs(d, "usr/bin/colinux-daemon")?;
-            for soname in crate::daemon::opened_libraries(d)? {
-                s.library_with_libs(&soname)?;
+            for soname in &daemon_libs {
+                s.library_with_libs(soname)?;
             }
             let console = d.with_file_name("colinux-console");
             if console.exists() {
