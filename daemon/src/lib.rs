@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod console_server;
 pub mod image;
+pub mod malloc_policy;
 pub mod thread_stack;
 pub mod unhonoured;
 pub mod vmm;

@@ -15,6 +15,7 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     // Before any thread exists: std reads it at the first spawn.
     colinux_daemon::thread_stack::set_default();
+    colinux_daemon::malloc_policy::apply();
     let cli = Cli::parse_with_passthrough(std::env::args_os());
     let options = cli.run_options();
     if cli.detach && !cli.foreground {
