@@ -14,6 +14,7 @@ pub fn json(outcomes: &[Outcome], total_seconds: f64) -> serde_json::Value {
             "log": o.log.display().to_string(),
             "attempts": o.attempts,
             "retried_because": o.retried_because,
+            "nudges": o.nudges,
             "reasons": o.reasons,
         })).collect::<Vec<_>>(),
         "total_seconds": (total_seconds * 10.0).round() / 10.0,
@@ -55,6 +56,9 @@ pub fn table(outcomes: &[Outcome], total_seconds: f64) -> String {
                 "", o.attempts
             );
         }
+        for nudge in &o.nudges {
+            let _ = writeln!(s, "{:<w$}    - nudged the host VM: {nudge}", "");
+        }
         for reason in o.reasons.iter().take(6) {
             let _ = writeln!(s, "{:<w$}    - {reason}", "");
         }
@@ -81,6 +85,7 @@ mod tests {
             attempts: 1,
             retried_because: None,
             nested_fault: None,
+            nudges: vec![],
         };
         let j = json(std::slice::from_ref(&o), 2.0);
         assert_eq!(j["scenarios"][0]["result"], "unsupported");

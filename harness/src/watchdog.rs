@@ -6,12 +6,24 @@
 //!
 //! A watchdog that fires does not judge by itself: the runner then asks the
 //! host VM's QEMU for its state (see [`crate::host_state`]).
+//!
+//! Before that, a heartbeat [`NUDGE_AFTER`] late earns the host VM a nudge
+//! (see [`Watchdog::nudge_due`]): with one vCPU under TCG, the host VM was
+//! seen idle with interrupts enabled for ~88 s, no timer interrupt coming,
+//! until the watchdog's questions (ending in a key press) woke it.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How often the host init beats (vm-images/host/init).
 pub const BEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// A heartbeat this long after the last one (three beats missed) earns the
+/// host VM a nudge: an interrupt that ends an idle CPU's wait.
+pub const NUDGE_AFTER: Duration = Duration::from_secs(20);
+
+/// The least time between two nudges of one silence.
+pub const NUDGE_EVERY: Duration = Duration::from_secs(20);
 
 /// The bounds of one run.
 #[derive(Debug, Clone)]
@@ -91,6 +103,7 @@ pub struct Watchdog {
     beat_file: PathBuf,
     beat_len: u64,
     last_beat: Option<Instant>,
+    last_nudge: Option<Instant>,
 }
 
 impl Watchdog {
@@ -103,7 +116,25 @@ impl Watchdog {
             beat_file,
             beat_len: 0,
             last_beat: None,
+            last_nudge: None,
         }
+    }
+
+    /// Whether the host VM is due a nudge: its heartbeat came once, and is
+    /// now [`NUDGE_AFTER`] late, and no nudge went in the last
+    /// [`NUDGE_EVERY`]. Returns how long the heartbeat has been silent and
+    /// counts the nudge as sent. Call after [`Watchdog::poll`], which reads
+    /// the heartbeat.
+    pub fn nudge_due(&mut self, now: Instant) -> Option<Duration> {
+        let silent = now.duration_since(self.last_beat?);
+        let recent = self
+            .last_nudge
+            .is_some_and(|t| now.duration_since(t) < NUDGE_EVERY);
+        if silent < NUDGE_AFTER || recent {
+            return None;
+        }
+        self.last_nudge = Some(now);
+        Some(silent)
     }
 
     /// The phase the run is in.
@@ -245,6 +276,42 @@ mod tests {
         assert!(e.what.contains("heartbeat stopped 20s ago"), "{}", e.what);
         assert!(e.what.contains("inner boot 1"), "{}", e.what);
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_late_heartbeat_earns_a_nudge_now_and_then() {
+        let p = beat_file("nudge");
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(bounds(), p.clone(), t0);
+        assert_eq!(
+            w.nudge_due(t0 + Duration::from_secs(60)),
+            None,
+            "no beat yet"
+        );
+        beat(&p);
+        let _ = w.poll(t0);
+        assert_eq!(w.nudge_due(t0 + Duration::from_secs(19)), None);
+        assert_eq!(
+            w.nudge_due(t0 + Duration::from_secs(21)),
+            Some(Duration::from_secs(21))
+        );
+        assert_eq!(
+            w.nudge_due(t0 + Duration::from_secs(30)),
+            None,
+            "just nudged"
+        );
+        assert_eq!(
+            w.nudge_due(t0 + Duration::from_secs(41)),
+            Some(Duration::from_secs(41))
+        );
+        // the heartbeat comes back: no nudge until it is late again
+        beat(&p);
+        let _ = w.poll(t0 + Duration::from_secs(45));
+        assert_eq!(w.nudge_due(t0 + Duration::from_secs(62)), None);
+        assert_eq!(
+            w.nudge_due(t0 + Duration::from_secs(66)),
+            Some(Duration::from_secs(21))
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Tally {
     pub fail: u32,
     /// Passed or failed only after a retry for a nested-setup fault.
     pub retried: u32,
+    /// Runs in which the host VM needed a nudge (a late heartbeat).
+    pub nudged: u32,
     /// "run K: cause" for every failure and retry.
     pub causes: Vec<String>,
 }
@@ -39,6 +41,12 @@ pub fn add_run(tallies: &mut BTreeMap<(String, String), Tally>, run: u32, outcom
             .entry((o.name.clone(), o.monitor.name().to_string()))
             .or_default();
         t.runs += 1;
+        if !o.nudges.is_empty() {
+            t.nudged += 1;
+            for n in &o.nudges {
+                t.causes.push(format!("run {run}: nudged: {n}"));
+            }
+        }
         if let Some(why) = &o.retried_because {
             t.retried += 1;
             t.causes.push(format!("run {run}: retried: {why}"));
@@ -62,19 +70,22 @@ pub fn add_run(tallies: &mut BTreeMap<(String, String), Tally>, run: u32, outcom
 /// The table in Markdown: one row per scenario and monitor, then the causes.
 pub fn table(tallies: &BTreeMap<(String, String), Tally>, runs_done: u32, runs: u32) -> String {
     let mut s = format!("# soak: {runs_done} of {runs} runs\n\n");
-    s.push_str("| scenario | monitor | runs | pass | fail | retried |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|\n");
+    s.push_str("| scenario | monitor | runs | pass | fail | retried | nudged |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|\n");
     for ((name, monitor), t) in tallies {
         let _ = writeln!(
             s,
-            "| {name} | {monitor} | {} | {} | {} | {} |",
-            t.runs, t.pass, t.fail, t.retried
+            "| {name} | {monitor} | {} | {} | {} | {} | {} |",
+            t.runs, t.pass, t.fail, t.retried, t.nudged
         );
     }
-    let (fails, retries): (u32, u32) = tallies
-        .values()
-        .fold((0, 0), |(f, r), t| (f + t.fail, r + t.retried));
-    let _ = writeln!(s, "\nfailures {fails}, retries {retries}");
+    let (fails, retries, nudged) = tallies.values().fold((0, 0, 0), |(f, r, n), t| {
+        (f + t.fail, r + t.retried, n + t.nudged)
+    });
+    let _ = writeln!(
+        s,
+        "\nfailures {fails}, retries {retries}, runs with a nudged host VM {nudged}"
+    );
     if tallies.values().any(|t| !t.causes.is_empty()) {
         s.push_str("\n## causes\n\n");
         for ((name, monitor), t) in tallies {
@@ -86,7 +97,7 @@ pub fn table(tallies: &BTreeMap<(String, String), Tally>, runs_done: u32, runs: 
     s
 }
 
-/// Copies the logs of a failed or retried scenario into the run's folder.
+/// Copies the logs of a failed, retried or nudged scenario into the run's folder.
 fn keep_logs(o: &Outcome, run_dir: &Path) {
     let Some(dir) = o.log.parent() else { return };
     let Some(scenario_dir) = dir.parent() else {
@@ -147,7 +158,8 @@ pub fn soak(
             add_run(&mut tallies, run, &outcomes);
             let run_dir = out.join(format!("run-{run}"));
             for o in &outcomes {
-                if o.result != Verdict::Pass || o.retried_because.is_some() {
+                if o.result != Verdict::Pass || o.retried_because.is_some() || !o.nudges.is_empty()
+                {
                     keep_logs(o, &run_dir);
                 }
             }
@@ -215,6 +227,7 @@ mod tests {
             attempts: if retried.is_some() { 2 } else { 1 },
             retried_because: retried.map(String::from),
             nested_fault: None,
+            nudges: vec![],
         }
     }
 
@@ -242,12 +255,21 @@ mod tests {
                 outcome("swap", Verdict::Unsupported, None, ""),
             ],
         );
+        let mut nudged = outcome("boot", Verdict::Pass, None, "");
+        nudged.nudges = vec!["300s into the run, heartbeat 21s late: Shift pressed".into()];
+        add_run(&mut t, 3, &[nudged]);
         let boot = &t[&("boot".to_string(), "colinux".to_string())];
         assert_eq!(
-            (boot.runs, boot.pass, boot.fail, boot.retried),
-            (2, 1, 1, 0)
+            (boot.runs, boot.pass, boot.fail, boot.retried, boot.nudged),
+            (3, 2, 1, 0, 1)
         );
-        assert_eq!(boot.causes, ["run 2: watchdog: heartbeat stopped"]);
+        assert_eq!(
+            boot.causes,
+            [
+                "run 2: watchdog: heartbeat stopped",
+                "run 3: nudged: 300s into the run, heartbeat 21s late: Shift pressed"
+            ]
+        );
         let swap = &t[&("swap".to_string(), "colinux".to_string())];
         assert_eq!(
             (swap.runs, swap.pass, swap.fail, swap.retried),
@@ -257,9 +279,15 @@ mod tests {
             swap.causes[0],
             "run 1: retried: host VM kernel: soft lockup"
         );
-        let md = table(&t, 2, 20);
-        assert!(md.contains("| boot | colinux | 2 | 1 | 1 | 0 |"), "{md}");
-        assert!(md.contains("failures 2, retries 1"), "{md}");
+        let md = table(&t, 3, 20);
+        assert!(
+            md.contains("| boot | colinux | 3 | 2 | 1 | 0 | 1 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("failures 2, retries 1, runs with a nudged host VM 1"),
+            "{md}"
+        );
         assert!(md.contains("- swap (colinux) run 1: retried"), "{md}");
     }
 }

@@ -106,7 +106,11 @@ pub(super) fn run(
             }
             ConsoleEvent::Timeout => {}
         }
-        if let Some(expiry) = watchdog.poll(Instant::now()) {
+        let expired = watchdog.poll(Instant::now());
+        if let (None, Some(late)) = (&expired, watchdog.nudge_due(Instant::now())) {
+            nudge(&control, started.elapsed(), late, out);
+        }
+        if let Some(expiry) = expired {
             on_watchdog(&expiry, &control, dir, &console_log, &last, out);
             // what the host VM's kernel prints on SysRq-L reaches the log
             let grace = Instant::now() + Duration::from_secs(5);
@@ -133,6 +137,31 @@ pub(super) fn run(
 
 /// How often the runner looks at its watchdogs while the console is quiet.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// The host VM's heartbeat is `late`: press and release Shift on its
+/// keyboard through QMP. The keyboard interrupt ends a CPU's idle wait; the
+/// key itself types nothing. Each nudge is said on stderr and kept in
+/// `out.nudges` (the report and the soak's table show them).
+fn nudge(control: &Control, into_run: Duration, late: Duration, out: &mut Outcome) {
+    let keys = serde_json::json!({ "keys": [{ "type": "qcode", "data": "shift" }] });
+    let sent = crate::qmp::Qmp::connect(&control.qmp_socket, Duration::from_secs(5))
+        .and_then(|mut q| q.execute("send-key", Some(keys)));
+    let what = format!(
+        "{}s into the run, heartbeat {}s late: {}",
+        into_run.as_secs(),
+        late.as_secs(),
+        match sent {
+            Ok(_) => "Shift pressed through QMP".to_string(),
+            Err(e) => format!("QMP send-key failed: {e:#}"),
+        }
+    );
+    eprintln!(
+        "ci-boot: {} ({}): nudged the host VM: {what}",
+        out.name,
+        out.monitor.name()
+    );
+    out.nudges.push(what);
+}
 
 /// A watchdog fired: ask the host VM's QEMU for its state, keep it in
 /// `host-vm-state.txt`, and say what was found; a nested-setup fault is
@@ -248,6 +277,73 @@ mod tests {
         assert_eq!(host_vm_cpus(Accel::Tcg), 3);
         std::env::set_var("COLINUX_HOST_CPUS", "0");
         assert_eq!(host_vm_cpus(Accel::Tcg), 1, "out of range: the default");
+    }
+
+    fn outcome() -> Outcome {
+        Outcome {
+            name: "bench-net".into(),
+            monitor: Monitor::Colinux,
+            result: super::super::Verdict::Fail,
+            seconds: 0.0,
+            log: "summary.txt".into(),
+            reasons: vec![],
+            boots: vec![],
+            attempts: 1,
+            retried_because: None,
+            nested_fault: None,
+            nudges: vec![],
+        }
+    }
+
+    #[test]
+    fn a_nudge_presses_shift_through_qmp_and_is_recorded() {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = std::env::temp_dir().join(format!("nudge-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let control = Control::new(&dir);
+        let listener = std::os::unix::net::UnixListener::bind(&control.qmp_socket).unwrap();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+            line
+        });
+        let mut out = outcome();
+        nudge(
+            &control,
+            Duration::from_secs(300),
+            Duration::from_secs(21),
+            &mut out,
+        );
+        let asked: serde_json::Value = serde_json::from_str(&server.join().unwrap()).unwrap();
+        assert_eq!(asked["execute"], "send-key");
+        assert_eq!(asked["arguments"]["keys"][0]["data"], "shift");
+        assert_eq!(
+            out.nudges,
+            ["300s into the run, heartbeat 21s late: Shift pressed through QMP"]
+        );
+
+        // no QEMU to answer: the nudge is still recorded, with why it failed
+        let _ = std::fs::remove_file(&control.qmp_socket);
+        nudge(
+            &control,
+            Duration::from_secs(320),
+            Duration::from_secs(41),
+            &mut out,
+        );
+        assert!(
+            out.nudges[1].starts_with("320s into the run, heartbeat 41s late: QMP send-key failed"),
+            "{}",
+            out.nudges[1]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub struct Outcome {
     /// fault of the nested setup (see [`crate::host_state`]).
     #[serde(skip)]
     pub nested_fault: Option<String>,
+    /// Each nudge the host VM got when its heartbeat was late (see
+    /// [`crate::watchdog::Watchdog::nudge_due`]): when, and what it did.
+    pub nudges: Vec<String>,
 }
 
 /// What a run needs besides the scenario.
@@ -265,6 +268,7 @@ fn run_once(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
         attempts: 1,
         retried_because: None,
         nested_fault: None,
+        nudges: vec![],
     };
     let mut notes = String::new();
     match run_inner(s, monitor, ctx, &dir, &mut out, &mut notes) {
@@ -302,6 +306,9 @@ fn run_once(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
     );
     for r in &out.reasons {
         let _ = writeln!(summary, "  - {r}");
+    }
+    for n in &out.nudges {
+        let _ = writeln!(summary, "nudged the host VM (its heartbeat was late): {n}");
     }
     summary.push_str(&notes);
     let _ = std::fs::create_dir_all(&dir);
