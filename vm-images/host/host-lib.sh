@@ -121,6 +121,29 @@ kvm_counts() {
         insn_emulation pf_taken irq_injections hypercalls 2>/dev/null)
 }
 
+# counters: one line of numbers, to diff with counters_delta: KVM's exits,
+# I/O exits, halt exits and injected interrupts (0 where debugfs is not
+# readable), then the host VM's busy and total CPU jiffies (/proc/stat).
+counters() {
+    d=/sys/kernel/debug/kvm
+    for f in exits io_exits halt_exits irq_injections; do
+        cat "$d/$f" 2>/dev/null || echo 0
+    done | tr '\n' ' '
+    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
+
+# counters_delta BEFORE AFTER MIB: what happened between two `counters`
+# lines, per MiB moved: kvm_exits_per_mib=N kvm_io_per_mib=N
+# kvm_halt_per_mib=N kvm_irq_per_mib=N, and host_busy_pct=N (the share of
+# the host VM's CPU time that was not idle or waiting on I/O).
+counters_delta() {
+    echo "$1 $2" | awk -v mib="$3" '{
+        if (mib <= 0) mib = 1
+        printf "kvm_exits_per_mib=%.0f kvm_io_per_mib=%.0f kvm_halt_per_mib=%.0f kvm_irq_per_mib=%.0f host_busy_pct=%.0f\n",
+            ($7 - $1) / mib, ($8 - $2) / mib, ($9 - $3) / mib, ($10 - $4) / mib,
+            (($12 - $6) > 0 ? 100 * ($11 - $5) / ($12 - $6) : 0) }'
+}
+
 # own_kb SMAPS: the sum of Rss over the mappings in SMAPS less the Rss of
 # the largest mapping (by Size), in kB; nothing if SMAPS cannot be read.
 own_kb() {

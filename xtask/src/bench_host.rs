@@ -105,6 +105,9 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
                 num("own_kb").map(|k| k / 1024.0),
             ),
             ("peak RSS at init", "MiB", num("hwm_kb").map(|k| k / 1024.0)),
+            // The guest's own clock: its kernel starting /init, and READY.
+            ("guest clock at /init", "s", num("run_init_s")),
+            ("guest clock at READY", "s", num("ready_s")),
         ]
         .into_iter()
         .filter_map(|(row, unit, v)| Some((row.to_string(), unit, v?)))
@@ -140,14 +143,28 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
             let (Some(test), Some(side)) = (l.fields.get("test"), l.fields.get("side")) else {
                 return vec![];
             };
-            match (num("bytes"), num("secs")) {
+            let mut rows = match (num("bytes"), num("secs")) {
                 (Some(bytes), Some(secs)) if secs > 0.0 => vec![(
                     format!("{test} ({side} side)"),
                     "MiB/s",
                     bytes / 1_048_576.0 / secs,
                 )],
                 _ => vec![],
+            };
+            // What KVM and the host VM's CPU did during the transfer (the
+            // host side's counters_delta in host-lib.sh).
+            for (key, what, unit) in [
+                ("kvm_exits_per_mib", "KVM exits per MiB", "count"),
+                ("kvm_io_per_mib", "KVM I/O exits per MiB", "count"),
+                ("kvm_irq_per_mib", "KVM interrupts per MiB", "count"),
+                ("kvm_halt_per_mib", "KVM halts per MiB", "count"),
+                ("host_busy_pct", "host VM CPU busy", "%"),
+            ] {
+                if let Some(v) = num(key) {
+                    rows.push((format!("{test} {what}"), unit, v));
+                }
             }
+            rows
         }
     }
 }
@@ -489,6 +506,19 @@ mod tests {
     }
 
     #[test]
+    fn the_guest_clock_split_is_two_rows() {
+        let l = lines(
+            "COLINUX-BENCH monitor=qemu round=1 run_init_s=2.10 ready_s=3.40\n\
+             COLINUX-BENCH monitor=colinux round=1 run_init_s=1.50 ready_s=2.60\n\
+             COLINUX-BENCH monitor=colinux round=2 run_init_s=unknown ready_s=2.40\n",
+        );
+        let (rows, _) = collect(HostBench::Boot, &l);
+        assert_eq!(rows["guest clock at /init"].1["qemu"], vec![2.1]);
+        assert_eq!(rows["guest clock at /init"].1["colinux"], vec![1.5]);
+        assert_eq!(rows["guest clock at READY"].1["colinux"], vec![2.6, 2.4]);
+    }
+
+    #[test]
     fn boot_rows_time_and_memory() {
         let l = lines(
             "COLINUX-BENCH monitor=qemu round=1 boot_s=4.000 rss_kb=204800 hwm_kb=307200\n\
@@ -572,6 +602,23 @@ mod tests {
         let j = json(&rows, &un);
         assert_eq!(j["rows"][0]["qemu"]["mean"], 50.0);
         assert!(j["rows"][0]["ratio_colinux_qemu"].is_null());
+    }
+
+    #[test]
+    fn net_counters_per_mib_are_rows_of_their_own() {
+        let l = lines(
+            "COLINUX-BENCH monitor=qemu round=1 test=slirp-g2h side=recv bytes=33554432 secs=4.00 \
+             kvm_exits_per_mib=900 kvm_io_per_mib=700 kvm_halt_per_mib=10 kvm_irq_per_mib=50 host_busy_pct=97\n\
+             COLINUX-BENCH monitor=colinux round=1 test=slirp-g2h side=recv bytes=33554432 secs=2.00 \
+             kvm_exits_per_mib=450 kvm_io_per_mib=300 kvm_halt_per_mib=20 kvm_irq_per_mib=40 host_busy_pct=60\n",
+        );
+        let (rows, _) = collect(HostBench::Net, &l);
+        assert_eq!(rows.len(), 6, "{rows:?}");
+        assert_eq!(rows["slirp-g2h (recv side)"].1["colinux"], vec![16.0]);
+        let (unit, m) = &rows["slirp-g2h KVM I/O exits per MiB"];
+        assert_eq!(*unit, "count");
+        assert_eq!((m["qemu"][0], m["colinux"][0]), (700.0, 300.0));
+        assert_eq!(rows["slirp-g2h host VM CPU busy"].1["colinux"], vec![60.0]);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 #          of the monitor's /proc/PID/smaps beside the boot's log (LOG.smaps),
 #          and KVM's in-kernel counters so far (kvm_exits=N kvm_io_exits=N ...:
 #          see kvm_counts in host-lib.sh).
+#          After the boot, the guest's own split (guest clock, from the boot
+#          check's COLINUX-BOOTTIME line):
+#            COLINUX-BENCH monitor=M round=R run_init_s=S ready_s=S
 #          Assertions: <monitor>-<round> (READY seen, the guest's check passed).
 #          Then the same monitor boots the Debian system image (/work/distro.conf,
 #          /work/distro.qemu.args) to its serial getty:
@@ -49,6 +52,9 @@ one() {
                   fflush() } }'
     rc=$(cat /tmp/rc)
     mark_exit "$rc"
+    # where the guest's own time went (the boot check's COLINUX-BOOTTIME)
+    bt=$(tr -d '\r' < "$log" | sed -n 's/^COLINUX-BOOTTIME //p' | head -n 1)
+    [ -n "$bt" ] && echo "COLINUX-BENCH monitor=$bm round=$br $bt"
     if tr -d '\r' < "$log" | grep -q "COLINUX-CHECK boot init PASS"; then
         check "$bm-$br" PASS "exit $rc, log $log"
     else

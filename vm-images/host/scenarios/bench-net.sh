@@ -14,6 +14,8 @@
 #          when colinux-daemon lacks boot+net-tuntap+net-slirp.
 #          After the last transfer, the monitor's memory (monitor_mem):
 #            COLINUX-BENCH monitor=M round=R after=net rss_kb=N hwm_kb=N own_kb=N
+#          Each host-side line ends with what KVM and the host VM's CPU did
+#          during that transfer, per MiB (counters_delta in host-lib.sh).
 #          Assertions: host-tap, and <monitor>-<round> (all four transfers ran).
 . /etc/colinux/host-lib.sh
 NEEDS="boot net-tuntap net-slirp"
@@ -26,19 +28,24 @@ start_monitor() {
 }
 
 cat > /tmp/recv.sh <<'R'
+. /etc/colinux/host-lib.sh
 dd bs=1 count=1 of=/dev/null 2>/dev/null
+c0=$(counters)
 t0=$(cut -d' ' -f1 /proc/uptime)
 n=$(wc -c)
 t1=$(cut -d' ' -f1 /proc/uptime)
-echo "bytes=$((n + 1)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")" > "/tmp/recv-$1"
+c1=$(counters)
+echo "bytes=$((n + 1)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }") $(counters_delta "$c0" "$c1" "$(((n + 1) / 1048576))")" > "/tmp/recv-$1"
 R
 
 # send TEST ADDR PORT: MIB MiB of zeros, timed; one result line.
 send() {
+    c0=$(counters)
     t0=$(cut -d' ' -f1 /proc/uptime)
     if dd if=/dev/zero bs=64k count=$((MIB * 16)) 2>/dev/null | timeout 120 nc "$2" "$3"; then
         t1=$(cut -d' ' -f1 /proc/uptime)
-        echo "COLINUX-BENCH test=$1 side=send bytes=$((MIB * 1048576)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }")"
+        c1=$(counters)
+        echo "COLINUX-BENCH test=$1 side=send bytes=$((MIB * 1048576)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }") $(counters_delta "$c0" "$c1" "$MIB")"
     else
         echo "COLINUX-BENCH test=$1 side=send error=nc-$2:$3-failed"
     fi
