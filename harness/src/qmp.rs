@@ -80,6 +80,34 @@ impl Qmp {
     }
 }
 
+/// A fake QEMU for tests: greets, accepts the capabilities, then answers
+/// `commands` commands with an empty return, and hands back their lines.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::Path;
+
+    /// Listens on `socket` and serves one client on a thread of its own.
+    pub fn serve(socket: &Path, commands: usize) -> std::thread::JoinHandle<Vec<String>> {
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut w = s.try_clone().unwrap();
+            let mut r = BufReader::new(s);
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            let mut lines = Vec::new();
+            for _ in 0..=commands {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+                lines.push(line);
+            }
+            assert!(lines[0].contains("qmp_capabilities"), "{}", lines[0]);
+            lines.split_off(1)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,17 +75,9 @@ mod tests {
     #[test]
     fn json_shape() {
         let o = Outcome {
-            name: "boot".into(),
-            monitor: Monitor::Qemu,
             result: Verdict::Unsupported,
             seconds: 1.234,
-            log: "/t/summary.txt".into(),
-            reasons: vec![],
-            boots: vec![],
-            attempts: 1,
-            retried_because: None,
-            nested_fault: None,
-            nudges: vec![],
+            ..Outcome::new("boot", Monitor::Qemu, "/t/summary.txt".into())
         };
         let j = json(std::slice::from_ref(&o), 2.0);
         assert_eq!(j["scenarios"][0]["result"], "unsupported");

@@ -121,27 +121,36 @@ kvm_counts() {
         insn_emulation pf_taken irq_injections hypercalls 2>/dev/null)
 }
 
-# counters: one line of numbers, to diff with counters_delta: KVM's exits,
-# I/O exits, halt exits and injected interrupts (0 where debugfs is not
-# readable), then the host VM's busy and total CPU jiffies (/proc/stat).
+# counters [PID]: one line of numbers, to diff with counters_delta: KVM's
+# exits, I/O exits, halt exits and injected interrupts (0 where debugfs is not
+# readable), the host VM's busy and total CPU jiffies (/proc/stat), then
+# process PID's (the monitor's) CPU time in clock ticks: user and system
+# together, and the part of it spent running the guest (0 0 without a PID).
 counters() {
     d=/sys/kernel/debug/kvm
     for f in exits io_exits halt_exits irq_injections; do
         cat "$d/$f" 2>/dev/null || echo 0
     done | tr '\n' ' '
-    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%d %d ", t - $5 - $6, t; exit }' /proc/stat
+    # /proc/PID/stat after the ")" closing the name: field 3 is the first
+    sed 's/.*) //' "/proc/${1:-none}/stat" 2>/dev/null |
+        awk '{ print $12 + $13, $41; ok = 1 } END { if (!ok) print 0, 0 }'
 }
 
 # counters_delta BEFORE AFTER MIB: what happened between two `counters`
 # lines, per MiB moved: kvm_exits_per_mib=N kvm_io_per_mib=N
-# kvm_halt_per_mib=N kvm_irq_per_mib=N, and host_busy_pct=N (the share of
-# the host VM's CPU time that was not idle or waiting on I/O).
+# kvm_halt_per_mib=N kvm_irq_per_mib=N, host_busy_pct=N (the share of the
+# host VM's CPU time that was not idle or waiting on I/O), and the monitor's
+# CPU time in ms: monitor_own_ms_per_mib=N (its own work: user and system
+# time less the guest's) and guest_ms_per_mib=N (running the guest).
 counters_delta() {
     echo "$1 $2" | awk -v mib="$3" '{
         if (mib <= 0) mib = 1
-        printf "kvm_exits_per_mib=%.0f kvm_io_per_mib=%.0f kvm_halt_per_mib=%.0f kvm_irq_per_mib=%.0f host_busy_pct=%.0f\n",
-            ($7 - $1) / mib, ($8 - $2) / mib, ($9 - $3) / mib, ($10 - $4) / mib,
-            (($12 - $6) > 0 ? 100 * ($11 - $5) / ($12 - $6) : 0) }'
+        tick = 10 # ms: USER_HZ is 100
+        printf "kvm_exits_per_mib=%.0f kvm_io_per_mib=%.0f kvm_halt_per_mib=%.0f kvm_irq_per_mib=%.0f host_busy_pct=%.0f monitor_own_ms_per_mib=%.1f guest_ms_per_mib=%.1f\n",
+            ($9 - $1) / mib, ($10 - $2) / mib, ($11 - $3) / mib, ($12 - $4) / mib,
+            (($14 - $6) > 0 ? 100 * ($13 - $5) / ($14 - $6) : 0),
+            (($15 - $16) - ($7 - $8)) * tick / mib, ($16 - $8) * tick / mib }'
 }
 
 # own_kb SMAPS: the sum of Rss over the mappings in SMAPS less the Rss of

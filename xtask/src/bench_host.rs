@@ -159,6 +159,8 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
                 ("kvm_irq_per_mib", "KVM interrupts per MiB", "count"),
                 ("kvm_halt_per_mib", "KVM halts per MiB", "count"),
                 ("host_busy_pct", "host VM CPU busy", "%"),
+                ("monitor_own_ms_per_mib", "monitor's own CPU per MiB", "ms"),
+                ("guest_ms_per_mib", "guest CPU per MiB", "ms"),
             ] {
                 if let Some(v) = num(key) {
                     rows.push((format!("{test} {what}"), unit, v));
@@ -608,12 +610,17 @@ mod tests {
     fn net_counters_per_mib_are_rows_of_their_own() {
         let l = lines(
             "COLINUX-BENCH monitor=qemu round=1 test=slirp-g2h side=recv bytes=33554432 secs=4.00 \
-             kvm_exits_per_mib=900 kvm_io_per_mib=700 kvm_halt_per_mib=10 kvm_irq_per_mib=50 host_busy_pct=97\n\
+             kvm_exits_per_mib=900 kvm_io_per_mib=700 kvm_halt_per_mib=10 kvm_irq_per_mib=50 host_busy_pct=97 \
+             monitor_own_ms_per_mib=120.5 guest_ms_per_mib=900.0\n\
              COLINUX-BENCH monitor=colinux round=1 test=slirp-g2h side=recv bytes=33554432 secs=2.00 \
              kvm_exits_per_mib=450 kvm_io_per_mib=300 kvm_halt_per_mib=20 kvm_irq_per_mib=40 host_busy_pct=60\n",
         );
         let (rows, _) = collect(HostBench::Net, &l);
-        assert_eq!(rows.len(), 6, "{rows:?}");
+        assert_eq!(rows.len(), 8, "{rows:?}");
+        assert_eq!(
+            rows["slirp-g2h monitor's own CPU per MiB"].1["qemu"],
+            vec![120.5]
+        );
         assert_eq!(rows["slirp-g2h (recv side)"].1["colinux"], vec![16.0]);
         let (unit, m) = &rows["slirp-g2h KVM I/O exits per MiB"];
         assert_eq!(*unit, "count");

@@ -213,21 +213,20 @@ mod tests {
 
     fn outcome(name: &str, result: Verdict, retried: Option<&str>, reason: &str) -> Outcome {
         Outcome {
-            name: name.into(),
-            monitor: Monitor::Colinux,
             result,
             seconds: 1.0,
-            log: "/t/ci-boot/x/colinux/summary.txt".into(),
             reasons: if reason.is_empty() {
                 vec![]
             } else {
                 vec![reason.into()]
             },
-            boots: vec![],
             attempts: if retried.is_some() { 2 } else { 1 },
             retried_because: retried.map(String::from),
-            nested_fault: None,
-            nudges: vec![],
+            ..Outcome::new(
+                name,
+                Monitor::Colinux,
+                "/t/ci-boot/x/colinux/summary.txt".into(),
+            )
         }
     }
 

@@ -279,50 +279,20 @@ mod tests {
         assert_eq!(host_vm_cpus(Accel::Tcg), 1, "out of range: the default");
     }
 
-    fn outcome() -> Outcome {
-        Outcome {
-            name: "bench-net".into(),
-            monitor: Monitor::Colinux,
-            result: super::super::Verdict::Fail,
-            seconds: 0.0,
-            log: "summary.txt".into(),
-            reasons: vec![],
-            boots: vec![],
-            attempts: 1,
-            retried_because: None,
-            nested_fault: None,
-            nudges: vec![],
-        }
-    }
-
     #[test]
     fn a_nudge_presses_shift_through_qmp_and_is_recorded() {
-        use std::io::{BufRead, BufReader, Write};
         let dir = std::env::temp_dir().join(format!("nudge-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let control = Control::new(&dir);
-        let listener = std::os::unix::net::UnixListener::bind(&control.qmp_socket).unwrap();
-        let server = std::thread::spawn(move || {
-            let (s, _) = listener.accept().unwrap();
-            let mut w = s.try_clone().unwrap();
-            let mut r = BufReader::new(s);
-            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
-            line.clear();
-            r.read_line(&mut line).unwrap();
-            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
-            line
-        });
-        let mut out = outcome();
+        let server = crate::qmp::fake::serve(&control.qmp_socket, 1);
+        let mut out = Outcome::new("bench-net", Monitor::Colinux, "summary.txt".into());
         nudge(
             &control,
             Duration::from_secs(300),
             Duration::from_secs(21),
             &mut out,
         );
-        let asked: serde_json::Value = serde_json::from_str(&server.join().unwrap()).unwrap();
+        let asked: serde_json::Value = serde_json::from_str(&server.join().unwrap()[0]).unwrap();
         assert_eq!(asked["execute"], "send-key");
         assert_eq!(asked["arguments"]["keys"][0]["data"], "shift");
         assert_eq!(

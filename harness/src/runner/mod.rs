@@ -104,6 +104,26 @@ pub struct Outcome {
     pub nudges: Vec<String>,
 }
 
+impl Outcome {
+    /// A run of `name` under `monitor` not yet judged: failed until shown
+    /// otherwise, first attempt, its summary at `log`.
+    pub fn new(name: &str, monitor: Monitor, log: PathBuf) -> Self {
+        Outcome {
+            name: name.to_string(),
+            monitor,
+            result: Verdict::Fail,
+            seconds: 0.0,
+            log,
+            reasons: vec![],
+            boots: vec![],
+            attempts: 1,
+            retried_because: None,
+            nested_fault: None,
+            nudges: vec![],
+        }
+    }
+}
+
 /// What a run needs besides the scenario.
 pub struct RunContext<'a> {
     /// Built images.
@@ -257,19 +277,7 @@ fn scenario_dir(s: &Scenario, monitor: Monitor) -> PathBuf {
 fn run_once(s: &Scenario, monitor: Monitor, ctx: &RunContext) -> Outcome {
     let t0 = Instant::now();
     let dir = scenario_dir(s, monitor);
-    let mut out = Outcome {
-        name: s.name.clone(),
-        monitor,
-        result: Verdict::Fail,
-        seconds: 0.0,
-        log: dir.join("summary.txt"),
-        reasons: vec![],
-        boots: vec![],
-        attempts: 1,
-        retried_because: None,
-        nested_fault: None,
-        nudges: vec![],
-    };
+    let mut out = Outcome::new(&s.name, monitor, dir.join("summary.txt"));
     let mut notes = String::new();
     match run_inner(s, monitor, ctx, &dir, &mut out, &mut notes) {
         Ok(()) => {}

@@ -14,8 +14,9 @@
 #          when colinux-daemon lacks boot+net-tuntap+net-slirp.
 #          After the last transfer, the monitor's memory (monitor_mem):
 #            COLINUX-BENCH monitor=M round=R after=net rss_kb=N hwm_kb=N own_kb=N
-#          Each host-side line ends with what KVM and the host VM's CPU did
-#          during that transfer, per MiB (counters_delta in host-lib.sh).
+#          Each host-side line ends with what KVM, the host VM's CPU and the
+#          monitor process did during that transfer, per MiB (counters_delta
+#          in host-lib.sh): the monitor's own CPU time is the frame path's cost.
 #          Assertions: host-tap, and <monitor>-<round> (all four transfers ran).
 . /etc/colinux/host-lib.sh
 NEEDS="boot net-tuntap net-slirp"
@@ -30,21 +31,22 @@ start_monitor() {
 cat > /tmp/recv.sh <<'R'
 . /etc/colinux/host-lib.sh
 dd bs=1 count=1 of=/dev/null 2>/dev/null
-c0=$(counters)
+mpid=$(cat /tmp/monitor-pid 2>/dev/null)
+c0=$(counters "$mpid")
 t0=$(cut -d' ' -f1 /proc/uptime)
 n=$(wc -c)
 t1=$(cut -d' ' -f1 /proc/uptime)
-c1=$(counters)
+c1=$(counters "$mpid")
 echo "bytes=$((n + 1)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }") $(counters_delta "$c0" "$c1" "$(((n + 1) / 1048576))")" > "/tmp/recv-$1"
 R
 
 # send TEST ADDR PORT: MIB MiB of zeros, timed; one result line.
 send() {
-    c0=$(counters)
+    c0=$(counters "$MPID")
     t0=$(cut -d' ' -f1 /proc/uptime)
     if dd if=/dev/zero bs=64k count=$((MIB * 16)) 2>/dev/null | timeout 120 nc "$2" "$3"; then
         t1=$(cut -d' ' -f1 /proc/uptime)
-        c1=$(counters)
+        c1=$(counters "$MPID")
         echo "COLINUX-BENCH test=$1 side=send bytes=$((MIB * 1048576)) secs=$(awk "BEGIN { printf \"%.2f\", $t1 - $t0 }") $(counters_delta "$c0" "$c1" "$MIB")"
     else
         echo "COLINUX-BENCH test=$1 side=send error=nc-$2:$3-failed"
@@ -65,6 +67,7 @@ one() {
     [ "$m" = qemu ] && [ -f /work/prepare.sh ] && sh /work/prepare.sh
     echo "COLINUX-HOST BOOT $rn START $(cut -d' ' -f1 /proc/uptime) $m"
     start_monitor "$m" "$log"
+    echo "$MPID" > /tmp/monitor-pid
     if wait_file "$log" "COLINUX-NET BENCH-LISTEN tap-h2g" "${BOOT_TIMEOUT:-600}" "$MPID"; then
         send tap-h2g 192.0.2.2 5002 >> "$res"
     fi
