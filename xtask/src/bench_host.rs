@@ -171,8 +171,7 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
     }
 }
 
-/// Per row: unit and the samples of each monitor.
-pub type Rows = BTreeMap<String, (&'static str, BTreeMap<String, Vec<f64>>)>;
+pub use crate::bench_report::Rows;
 
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)

@@ -5,9 +5,12 @@
 //! "qemu", "ratio", "goal", "spread"}]}`) and a small SVG chart of the ratios
 //! with each goal marked (`target/bench/report.svg`).
 
-use crate::bench_host::Rows;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// A benchmark's table, as `bench_host` collects it and this report reads
+/// it: per row, the unit and the samples of each monitor.
+pub type Rows = BTreeMap<String, (&'static str, BTreeMap<String, Vec<f64>>)>;
 
 /// What a figure should be, as the issues state it.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
