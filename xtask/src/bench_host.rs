@@ -6,6 +6,7 @@
 //! `COLINUX-BENCH monitor=M round=R key=value...` lines; this module averages
 //! them per monitor and prints a table with colinux/qemu ratios, plus JSON.
 
+use crate::bench_report::Rows;
 use anyhow::{Context, Result};
 use colinux_harness::runner::{self, Monitor, RunContext, Verdict};
 use colinux_harness::{paths, scenario};
@@ -170,8 +171,6 @@ fn samples(what: HostBench, l: &BenchLine) -> Vec<(String, &'static str, f64)> {
         }
     }
 }
-
-pub use crate::bench_report::Rows;
 
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)

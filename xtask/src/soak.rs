@@ -30,7 +30,7 @@ pub struct Tally {
     pub retried: u32,
     /// Runs in which the host VM needed a nudge (a late heartbeat).
     pub nudged: u32,
-    /// "run K: cause" for every failure and retry.
+    /// "run K: cause" for every failure, retry and nudge.
     pub causes: Vec<String>,
 }
 
