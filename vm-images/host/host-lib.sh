@@ -99,6 +99,7 @@ monitor_mem() {
     # One read of smaps, first: the guest may end a moment later.
     smaps=${1:-/tmp/monitor-mem.smaps}
     cat "/proc/$pid/smaps" > "$smaps" 2>/dev/null
+    [ -n "$1" ] && text_pages "$pid" "$smaps" > "$smaps.text"
     own=$(own_kb "$smaps")
     [ -n "$1" ] || rm -f "$smaps"
     # An exiting process has no VmRSS any more: say nothing.
@@ -155,6 +156,22 @@ counters_delta() {
 
 # own_kb SMAPS: the sum of Rss over the mappings in SMAPS less the Rss of
 # the largest mapping (by Size), in kB; nothing if SMAPS cannot be read.
+# text_pages PID SMAPS: which pages of process PID's program text are
+# resident: a line "start=ADDR offset=FILEOFF pages=N" for its executable's
+# r-xp mapping, then one 0 or 1 per page (pagemap's present bit). The kernel
+# maps file pages in 64 KiB windows around each one touched, so this shows
+# which parts of the program a run touched at all.
+text_pages() {
+    exe=$(readlink "/proc/$1/exe")
+    awk -v exe="$exe" '$2 == "r-xp" && $6 == exe { split($1, a, "-"); print a[1], a[2], $3; exit }' "$2" | {
+        read -r start end off || return 0
+        first=$((0x$start / 4096)); n=$(( (0x$end - 0x$start) / 4096 ))
+        echo "start=$start offset=$off pages=$n"
+        dd if="/proc/$1/pagemap" bs=8 skip="$first" count="$n" 2>/dev/null | od -An -v -tx8 |
+            tr -s ' ' '\n' | awk 'NF { printf "%d", (substr($1, 1, 1) ~ /[89a-f]/) } END { print "" }'
+    }
+}
+
 own_kb() {
     awk '
         function done() { tot += rss; if (size > big) { big = size; bigrss = rss } }

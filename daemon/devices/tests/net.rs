@@ -224,6 +224,30 @@ fn rx_waits_for_guest_buffers_and_withdraws_its_fd() {
 }
 
 #[test]
+fn a_held_frame_survives_a_transmit_before_the_guest_adds_buffers() {
+    let mut n = nic();
+    let held = frame(1500, 9);
+    n.state.lock().unwrap().to_guest.push_back(held.clone());
+    n.pump();
+    assert!(n.used(net::RX_QUEUE).is_empty(), "no buffers yet: held");
+    let sent = frame(1514, 3);
+    n.send(&sent);
+    n.d.kick(&mut n.m, net::TX_QUEUE as u16);
+    assert_eq!(n.state.lock().unwrap().from_guest, vec![sent]);
+    let bufs = n.post_rx(1);
+    n.d.kick(&mut n.m, net::RX_QUEUE as u16);
+    assert_eq!(
+        n.used(net::RX_QUEUE),
+        vec![(0, (HDR_LEN + held.len()) as u32)]
+    );
+    let mut got = vec![0u8; held.len()];
+    n.m.mem
+        .read_slice(&mut got, GuestAddress(bufs[0] + HDR_LEN as u64))
+        .unwrap();
+    assert_eq!(got, held, "the held frame, not the transmitted one");
+}
+
+#[test]
 fn rx_buffer_too_small_drops_the_frame_only() {
     let mut n = nic();
     let a = n.d.alloc(100);

@@ -193,6 +193,9 @@ pub fn spawn_device_poller(
 /// descriptors its backend serves here (slirp's sockets, whose timers bound
 /// the wait), then the work each asks for.
 fn serve_device(root: &PciRoot, slot: u8, doorbells: Option<&Doorbells>, stop: &AtomicBool) {
+    if is_network(root, slot) {
+        yield_to_vcpus(slot);
+    }
     let mut pfds: Vec<libc::pollfd> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let backend = root.backend_fd(slot);
@@ -234,7 +237,110 @@ fn serve_device(root: &PciRoot, slot: u8, doorbells: Option<&Doorbells>, stop: &
     }
 }
 
+/// Whether the function in `slot` is a network controller (PCI class 02h).
+fn is_network(root: &PciRoot, slot: u8) -> bool {
+    let mut class = [0u8; 4];
+    root.config_read(slot, 0, 0x08, &mut class);
+    class[3] == 0x02
+}
+
+/// Puts the calling device thread in `SCHED_BATCH`, which does not preempt
+/// the running thread when it wakes. A guest's kick (an ioeventfd) then no
+/// longer switches a CPU shared with the vCPU thread to the device thread at
+/// once: the vCPU runs on and queues more buffers, which the device takes in
+/// one pass when the vCPU halts or its time slice ends. With a free CPU the
+/// device thread runs there at once, as before. Measured with one host-VM
+/// vCPU (`bench net`): slirp guest-to-host 0.5 -> 3.3 MiB/s, KVM exits per
+/// MiB 5074 -> 430; TAP guest-to-host 0.4 -> 4.4 MiB/s. Network devices
+/// only: with the disk's thread in it too, cobd's 4 KiB reads at queue depth
+/// 1 went from 1215 to 934 per second, since the guest then idles (a halt
+/// and a wake-up) before each request runs. Leaving the normal policy needs
+/// no privilege; if it fails, the thread runs on as it is.
+fn yield_to_vcpus(slot: u8) {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: changes only the calling thread's policy (pid 0), from a valid
+    // sched_param that the call only reads.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        tracing::debug!(
+            slot,
+            "device thread stays in the normal policy: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// [`spawn_device_poller`] for network backends only (doorbells stay MMIO exits).
 pub fn spawn_backend_poller(pci: Arc<Mutex<PciRoot>>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     spawn_device_poller(pci, None, stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use colinux_devices::pci::MmioWindow;
+
+    /// Interrupts go nowhere: the test only reads configuration space.
+    struct NoInterrupts;
+    impl InterruptSink for NoInterrupts {
+        fn send_msi(&self, _: u64, _: u32) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn set_irq_line(&self, _: u32, _: bool) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A network backend with nothing to say.
+    struct Silent(std::fs::File);
+    impl colinux_net::NetBackend for Silent {
+        fn send(&mut self, _: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn recv(&mut self, _: &mut [u8]) -> std::io::Result<Option<usize>> {
+            Ok(None)
+        }
+        fn ready_fd(&self) -> std::os::fd::RawFd {
+            self.0.as_raw_fd()
+        }
+        fn stats(&self) -> colinux_net::NetStats {
+            colinux_net::NetStats::default()
+        }
+    }
+
+    #[test]
+    fn only_network_functions_count_as_network() {
+        let mem = colinux_driver::arch::x86_64::layout::MemoryLayout::new(32)
+            .unwrap()
+            .allocate()
+            .unwrap();
+        let irq: Arc<dyn InterruptSink> = Arc::new(NoInterrupts);
+        let root = PciRoot::new(MmioWindow {
+            base: 0xe000_0000,
+            size: 0x1000_0000,
+        });
+        let disk = tempfile::NamedTempFile::new().unwrap();
+        disk.as_file().set_len(1 << 20).unwrap();
+        let image = DiskImage::open(disk.path(), false).unwrap();
+        let blk = plug(&root, BlockDevice::new(image, "cobd0"), &mem, &irq, "cobd0").unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let nic = NetDevice::new(Box::new(Silent(null)), [2, 0, 0, 0, 0, 1]);
+        let net = plug(&root, nic, &mem, &irq, "eth0").unwrap();
+        assert!(is_network(&root, net));
+        assert!(!is_network(&root, blk));
+        assert!(!is_network(&root, 31), "an empty slot");
+    }
+
+    #[test]
+    fn a_device_thread_yields_to_vcpus_by_batch_policy() {
+        let policy = std::thread::spawn(|| {
+            super::yield_to_vcpus(1);
+            // SAFETY: reads the calling thread's own policy.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_BATCH);
+        // SAFETY: as above, for this thread, which the call did not touch.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
 }

@@ -93,8 +93,13 @@ pub struct NetDevice {
     mac: [u8; 6],
     link_up: bool,
     stats: NetDeviceStats,
-    pending: Option<Vec<u8>>,
+    /// Length of the frame in `rx_buf` that waits for guest rx buffers.
+    pending: Option<usize>,
+    /// Guest-to-host frames are gathered here (up to a TSO super-frame).
     buf: Vec<u8>,
+    /// Host-to-guest frames are read here, and one may wait here: apart from
+    /// `buf`, so a transmit never overwrites a frame held back.
+    rx_buf: Vec<u8>,
 }
 
 impl NetDevice {
@@ -109,7 +114,8 @@ impl NetDevice {
             link_up: true,
             stats: NetDeviceStats::default(),
             pending: None,
-            buf: vec![0; offered.max_frame_len().max(MAX_FRAME_LEN + 1)],
+            buf: vec![0; offered.max_frame_len().max(MAX_FRAME_LEN)],
+            rx_buf: vec![0; MAX_FRAME_LEN + 1],
         }
     }
 
@@ -203,16 +209,14 @@ impl NetDevice {
         }
     }
 
-    /// Next frame from the backend: Some(Ok(frame)), Some(Err) for a dropped
-    /// frame, None when nothing is waiting or the backend failed.
-    fn next_frame(&mut self) -> Option<Option<Vec<u8>>> {
-        if let Some(f) = self.pending.take() {
-            return Some(Some(f));
+    /// Next frame from the backend, in `rx_buf`: Some(Some(length)), Some(None)
+    /// for a dropped frame, None when nothing is waiting or the backend failed.
+    fn next_frame(&mut self) -> Option<Option<usize>> {
+        if let Some(n) = self.pending.take() {
+            return Some(Some(n));
         }
-        match self.backend.recv(&mut self.buf[..=MAX_FRAME_LEN]) {
-            Ok(Some(n)) if (MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&n) => {
-                Some(Some(self.buf[..n].to_vec()))
-            }
+        match self.backend.recv(&mut self.rx_buf) {
+            Ok(Some(n)) if (MIN_FRAME_LEN..=MAX_FRAME_LEN).contains(&n) => Some(Some(n)),
             Ok(Some(_)) => {
                 self.stats.rx_dropped += 1;
                 Some(None)
@@ -230,7 +234,7 @@ impl NetDevice {
         let mut used = false;
         for _ in 0..RX_BUDGET {
             let Some(next) = self.next_frame() else { break };
-            let Some(frame) = next else { continue };
+            let Some(frame_len) = next else { continue };
             if !active || !queue.ready() {
                 self.stats.rx_dropped += 1;
                 continue;
@@ -240,11 +244,11 @@ impl NetDevice {
                 dc = super::pop_chain(queue, mem);
             }
             let Some(dc) = dc else {
-                self.pending = Some(frame);
+                self.pending = Some(frame_len);
                 break;
             };
             let head = dc.head_index();
-            let len = self.deliver(chain::parse(dc, mem), mem, &frame);
+            let len = self.deliver(chain::parse(dc, mem), mem, frame_len);
             super::return_used(queue, mem, head, len);
             used = true;
         }
@@ -255,8 +259,9 @@ impl NetDevice {
         &mut self,
         c: Result<Chain, chain::ChainError>,
         mem: &GuestMemoryMmap,
-        frame: &[u8],
+        frame_len: usize,
     ) -> u32 {
+        let frame = &self.rx_buf[..frame_len];
         let total = (HDR_LEN + frame.len()) as u64;
         let ok = match c {
             Ok(c) if c.readable.is_empty() && chain::total_len(&c.writable) >= total => {
