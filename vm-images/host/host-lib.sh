@@ -99,13 +99,14 @@ monitor_mem() {
     # One read of smaps, first: the guest may end a moment later.
     smaps=${1:-/tmp/monitor-mem.smaps}
     cat "/proc/$pid/smaps" > "$smaps" 2>/dev/null
+    status=$(cat "/proc/$pid/status" 2>/dev/null)
+    # Last, as it takes a while (the process may be gone by then).
     [ -n "$1" ] && text_pages "$pid" "$smaps" > "$smaps.text"
     own=$(own_kb "$smaps")
     [ -n "$1" ] || rm -f "$smaps"
     # An exiting process has no VmRSS any more: say nothing.
-    awk -v own="$own" '/^VmRSS:/ { rss = $2 } /^VmHWM:/ { hwm = $2 }
-        END { if (rss != "") print "rss_kb=" rss " hwm_kb=" hwm (own != "" ? " own_kb=" own : "") }' \
-        "/proc/$pid/status" 2>/dev/null
+    echo "$status" | awk -v own="$own" '/^VmRSS:/ { rss = $2 } /^VmHWM:/ { hwm = $2 }
+        END { if (rss != "") print "rss_kb=" rss " hwm_kb=" hwm (own != "" ? " own_kb=" own : "") }'
 }
 
 # kvm_counts: KVM's in-kernel counters for the VMs alive now (the benchmarks

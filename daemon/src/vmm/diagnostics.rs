@@ -1,10 +1,10 @@
 //! What the daemon prints when the guest dies in a way it cannot handle: the
-//! registers and a disassembly of the code at RIP.
+//! registers and the code around RIP, as a `Code:` line in the form of the
+//! Linux kernel's oops (which its `scripts/decodecode` disassembles).
 
 use std::fmt::Write;
 
 use colinux_driver::hypervisor::{SpecialRegisters, StandardRegisters};
-use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Translates a linear address to guest-physical by the guest's own page tables
@@ -35,24 +35,30 @@ pub fn translate(mem: &GuestMemoryMmap, sregs: &SpecialRegisters, linear: u64) -
     None
 }
 
-/// Disassembles up to `count` instructions at `rip` from `code` (64-, 32- or
-/// 16-bit per `bitness`).
-pub fn disassemble(code: &[u8], rip: u64, bitness: u32, count: usize) -> String {
-    let mut out = String::new();
-    let mut decoder = Decoder::with_ip(bitness, code, rip, DecoderOptions::NONE);
-    let mut fmt = IntelFormatter::new();
-    let mut text = String::new();
-    for insn in decoder.iter().take(count) {
-        text.clear();
-        fmt.format(&insn, &mut text);
-        let start = (insn.ip() - rip) as usize;
-        let bytes: String = code[start..start + insn.len()]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let _ = writeln!(out, "  {:016x}  {:<24} {}", insn.ip(), bytes, text);
+/// Bytes shown before RIP and after it in a `Code:` line, as the Linux
+/// kernel's oops shows them on x86.
+const CODE_BEFORE: u64 = 42;
+const CODE_AFTER: u64 = 21;
+
+/// The `Code:` line of an oops for the bytes around `rip`: up to
+/// [`CODE_BEFORE`] bytes before it, the byte at `rip` in `<>`, up to
+/// [`CODE_AFTER`] after, each as far as `byte_at` reads them; `None` when
+/// the byte at `rip` itself does not read.
+pub fn code_line(rip: u64, byte_at: impl Fn(u64) -> Option<u8>) -> Option<String> {
+    let at = byte_at(rip)?;
+    let before: Vec<u8> = (1..=CODE_BEFORE)
+        .map_while(|back| byte_at(rip.checked_sub(back)?))
+        .collect();
+    let after = (1..=CODE_AFTER).map_while(|ahead| byte_at(rip.checked_add(ahead)?));
+    let mut line = String::from("Code:");
+    for b in before.iter().rev() {
+        let _ = write!(line, " {b:02x}");
     }
-    out
+    let _ = write!(line, " <{at:02x}>");
+    for b in after {
+        let _ = write!(line, " {b:02x}");
+    }
+    Some(line)
 }
 
 /// Whether the state is the architectural reset state (CS:IP = F000:FFF0 with
@@ -117,24 +123,22 @@ pub fn report(mem: &GuestMemoryMmap, regs: &StandardRegisters, sregs: &SpecialRe
         16
     };
     let linear = sregs.cs.base.wrapping_add(regs.rip);
+    let byte_at = |lin: u64| -> Option<u8> {
+        let phys = translate(mem, sregs, lin)?;
+        mem.read_obj(GuestAddress(phys)).ok()
+    };
     match translate(mem, sregs, linear) {
-        Some(phys) => {
-            let mut code = [0u8; 64];
-            let mut n = 0;
-            while n < code.len()
-                && mem
-                    .read_slice(&mut code[n..n + 1], GuestAddress(phys + n as u64))
-                    .is_ok()
-            {
-                n += 1;
+        Some(phys) => match code_line(linear, byte_at) {
+            Some(line) => {
+                let _ = writeln!(
+                    s,
+                    "  code at rip (physical {phys:#x}, {bitness}-bit; the kernel's scripts/decodecode disassembles it):\n  {line}"
+                );
             }
-            if n == 0 {
+            None => {
                 let _ = writeln!(s, "  rip is at physical {phys:#x}, outside guest RAM");
-            } else {
-                let _ = writeln!(s, "  code at rip (physical {phys:#x}):");
-                s.push_str(&disassemble(&code[..n], regs.rip, bitness, 8));
             }
-        }
+        },
         None => {
             let _ = writeln!(
                 s,
@@ -150,12 +154,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn disassembles_known_bytes() {
-        // out dx, al ; hlt ; jmp $-1
-        let text = disassemble(&[0xee, 0xf4, 0xeb, 0xfd], 0x1000, 64, 8);
-        assert!(text.contains("out dx,al"), "{text}");
-        assert!(text.contains("hlt"), "{text}");
-        assert!(text.contains("0000000000001001"), "{text}");
+    fn code_lines_read_as_a_kernel_oops_does() {
+        let ram = [0x55u8, 0x48, 0x89, 0xe5, 0x0f, 0x0b, 0xc3];
+        let at = |a: u64| ram.get(usize::try_from(a).ok()?).copied();
+        assert_eq!(
+            code_line(4, at).as_deref(),
+            Some("Code: 55 48 89 e5 <0f> 0b c3")
+        );
+        assert_eq!(code_line(7, at), None, "rip past the readable bytes");
+        let long = |a: u64| Some(a as u8);
+        let line = code_line(100, long).unwrap();
+        let bytes: Vec<&str> = line.split(' ').skip(1).collect();
+        assert_eq!(bytes.len(), 42 + 1 + 21);
+        assert_eq!((bytes[0], bytes[42], bytes[63]), ("3a", "<64>", "79"));
     }
 
     #[test]
@@ -189,7 +200,7 @@ mod tests {
         let text = report(&mem, &regs, &sregs);
         assert!(text.contains("reset state"), "{text}");
         assert!(text.contains("outside guest RAM"), "{text}");
-        // A real fault in RAM: the code is disassembled, no reset remark.
+        // A real fault in RAM: the code is shown, no reset remark.
         mem.write_slice(&[0x0f, 0x0b], GuestAddress(0x1000))
             .unwrap();
         let regs = StandardRegisters {
@@ -202,6 +213,7 @@ mod tests {
         sregs.cs.db = 1;
         let text = report(&mem, &regs, &sregs);
         assert!(!text.contains("reset state"), "{text}");
-        assert!(text.contains("ud2"), "{text}");
+        assert!(text.contains(" <0f> 0b 00"), "{text}");
+        assert!(text.contains("32-bit"), "{text}");
     }
 }

@@ -12,8 +12,8 @@
 //! within a minute stop the daemon with an error. `--on-reboot=exit` ends the
 //! daemon with status 0 on a reboot instead.
 //! SIGINT/SIGTERM stop the guest and exit 0. A triple fault or an exit the
-//! daemon cannot handle ends it with an error carrying the registers and a
-//! disassembly of the code at RIP.
+//! daemon cannot handle ends it with an error carrying the registers and the
+//! code at RIP (a `Code:` line as in a kernel oops).
 
 pub mod cmdline;
 pub mod console;

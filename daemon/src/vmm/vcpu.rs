@@ -25,7 +25,7 @@ pub enum MachineEvent {
     TripleFault {
         /// vCPU index.
         vcpu: u32,
-        /// Registers and disassembly.
+        /// Registers and the code at RIP.
         report: String,
     },
     /// An exit the daemon cannot handle.
