@@ -12,7 +12,8 @@
 #          (guest-side ones come from the guest's console log), and
 #            COLINUX-BENCH monitor=colinux unsupported <why>
 #          when colinux-daemon lacks boot+net-tuntap+net-slirp.
-#          After the last transfer, the monitor's memory (monitor_mem):
+#          When the guest says "COLINUX-NET BENCH-DONE" (every transfer and
+#          its connection over), the monitor's memory (monitor_mem):
 #            COLINUX-BENCH monitor=M round=R after=net rss_kb=N hwm_kb=N own_kb=N
 #          Each host-side line ends with what KVM, the host VM's CPU and the
 #          monitor process did during that transfer, per MiB (counters_delta
@@ -73,9 +74,15 @@ one() {
     fi
     if wait_file "$log" "COLINUX-NET BENCH-LISTEN slirp-h2g" "${BOOT_TIMEOUT:-600}" "$MPID"; then
         send slirp-h2g 127.0.0.1 17777 >> "$res"
-        # The monitor's memory with all four transfers behind it.
-        mem=$(monitor_mem "$log.smaps")
-        [ -n "$mem" ] && echo "COLINUX-BENCH after=net $mem" >> "$res"
+        # The monitor's memory with all four transfers behind it: once the
+        # guest says so (its last connection closed, so slirp has freed that
+        # socket's 256 KiB of buffers), while the guest waits a moment, as
+        # bench-cobd and bench-cofs sample after COLINUX-BENCH-SAMPLE.
+        if wait_file "$log" "COLINUX-NET BENCH-DONE" 60 "$MPID"; then
+            sleep 1
+            mem=$(monitor_mem "$log.smaps")
+            [ -n "$mem" ] && echo "COLINUX-BENCH after=net $mem" >> "$res"
+        fi
     fi
     i=0
     while alive "$MPID" && [ "$i" -lt 600 ]; do sleep 0.5; i=$((i + 1)); done
