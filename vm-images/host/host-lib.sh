@@ -86,7 +86,8 @@ host_tap() {
 # rss/hwm: what the monitor costs the host in memory, guest RAM it touched
 # included. own: the Rss of every mapping but the largest one (guest RAM) in
 # /proc/PID/smaps: what the monitor itself costs. With SAVE, a copy of the
-# smaps goes there too (which mappings the own memory is).
+# smaps goes there too (which mappings the own memory is), and its resident
+# program text pages to SAVE.text (text_pages).
 monitor_mem() {
     pid=""
     for st in /proc/[0-9]*/status; do
@@ -155,8 +156,6 @@ counters_delta() {
             (($15 - $16) - ($7 - $8)) * tick / mib, ($16 - $8) * tick / mib }'
 }
 
-# own_kb SMAPS: the sum of Rss over the mappings in SMAPS less the Rss of
-# the largest mapping (by Size), in kB; nothing if SMAPS cannot be read.
 # text_pages PID SMAPS: which pages of process PID's program text are
 # resident: a line "start=ADDR offset=FILEOFF pages=N" for its executable's
 # r-xp mapping, then one 0 or 1 per page (pagemap's present bit). The kernel
@@ -173,6 +172,8 @@ text_pages() {
     }
 }
 
+# own_kb SMAPS: the sum of Rss over the mappings in SMAPS less the Rss of
+# the largest mapping (by Size), in kB; nothing if SMAPS cannot be read.
 own_kb() {
     awk '
         function done() { tot += rss; if (size > big) { big = size; bigrss = rss } }
